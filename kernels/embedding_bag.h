@@ -1,0 +1,28 @@
+// Embedding bags: pooled lookups of variable-length index lists (bags) into one table, as
+// torch.nn.EmbeddingBag with offsets. The backward is sparse: the unique rows touched and their
+// gradient rows, which the sparse optimizers (SGD, row-wise Adagrad) apply to the table.
+#pragma once
+
+#include "src/core/tensor.h"
+
+namespace rf {
+
+enum class PoolMode { kSum, kMean };
+PoolMode parse_pool_mode(const std::string& name);  // "sum" or "mean"
+
+// table [rows, dim] (fp32, fp16 or bf16 storage), indices [nnz] int64, offsets [batch + 1] int64 with
+// offsets[0] == 0 and offsets[batch] == nnz; out [batch, dim] fp32. An empty bag pools to zeros; mean
+// divides by the bag's length. An index outside [0, rows) throws DataError naming bag and index.
+void embedding_bag_forward(const Tensor& table, const Tensor& indices, const Tensor& offsets, PoolMode mode,
+                           Tensor& out);
+
+struct SparseGrad {
+  Tensor rows;    // [unique] int64, ascending, each row once
+  Tensor values;  // [unique, dim] fp32: sum over every lookup of that row of its pooled gradient share
+};
+
+// grad_out [batch, dim] fp32. Rows never looked up are absent from the result.
+SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
+                                  PoolMode mode, int64_t num_rows);
+
+}  // namespace rf

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs exactly what recforge's build and tests need on a Debian 12 machine. Idempotent: packages
+# already present are left alone, and apt is only asked when something is missing.
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake ninja-build pkg-config
+  libopenblas-dev                 # CPU GEMMs (cblas_sgemm)
+  libopenmpi-dev openmpi-bin      # MPI communicator and mpirun
+  libhdf5-dev                     # checkpoints and exports
+  libboost-program-options-dev    # the recforge command line
+  libgtest-dev                    # unit tests
+  python3-torch python3-numpy python3-h5py  # PyTorch parity tests (Debian's python3)
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+echo "install-deps: all ${#pkgs[@]} packages present"

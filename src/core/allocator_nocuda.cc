@@ -1,0 +1,26 @@
+// Device memory entry points for a build without CUDA: every device request is an error that says so.
+#include <cstring>
+
+#include "src/core/allocator.h"
+#include "src/core/error.h"
+#include "src/core/tensor.h"
+
+namespace rf {
+
+static void no_cuda() { throw BackendError("this recforge was built without CUDA (RECFORGE_CUDA=OFF)"); }
+
+int cuda_device_count() { return 0; }
+bool cuda_available() { return false; }
+size_t device_block_size(size_t bytes) { return bytes; }
+void* device_allocate(size_t, int) { no_cuda(); return nullptr; }
+void device_free(void*, int) {}
+void device_memset_zero(void*, size_t, int) { no_cuda(); }
+void device_empty_cache() {}
+DeviceAllocatorStats device_allocator_stats(int) { return {}; }
+
+void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+  if (!dst_dev.is_cpu() || !src_dev.is_cpu()) no_cuda();
+  if (bytes) std::memcpy(dst, src, bytes);
+}
+
+}  // namespace rf
