@@ -1,0 +1,31 @@
+// The subcommands of `recforge`: one table (commands.cc) of name, help and handler, from which the
+// dispatcher in main.cc and `recforge --help` are both built. Each handler lives in its own file
+// next to the code it drives and receives the fully validated config.
+#pragma once
+
+#include <vector>
+
+#include "src/config/config.h"
+
+namespace rf::cli {
+
+using CommandHandler = int (*)(const Config& cfg);  // returns the process exit code
+
+struct Command {
+  const char* name;
+  const char* help;          // one line, shown by `recforge --help`
+  CommandHandler handler;
+  bool takes_config;         // accepts --config FILE and --section.key=value overrides
+};
+
+const std::vector<Command>& commands();
+const Command* find_command(const char* name);  // nullptr when unknown
+
+// Handlers. Each is defined by the file that implements the subcommand (the ones not written yet are
+// placeholders at the bottom of commands.cc).
+int run_train(const Config& cfg);
+int run_eval(const Config& cfg);
+int run_synth(const Config& cfg);
+int run_bench(const Config& cfg);
+
+}  // namespace rf::cli
