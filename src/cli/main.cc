@@ -73,7 +73,7 @@ int run(int argc, char** argv) {
                  .run();
     po::store(parsed, vm);
   } catch (const po::error& e) {
-    throw ConfigError(std::string("recforge ") + cmd->name + ": " + e.what());
+    throw ConfigError(std::string(cmd->name) + ": " + e.what());
   }
   std::vector<std::string> overrides = po::collect_unrecognized(parsed.options, po::include_positional);
 

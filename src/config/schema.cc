@@ -171,6 +171,20 @@ const char* type_word(ConfigType t) {
   return "?";
 }
 
+// The compact form used in `--help`: "int >= 1", "dlrm|dcnv2", "int list, each >= 1".
+std::string short_spec(const ConfigSpec& s) {
+  std::string range = describe_range(s);
+  switch (s.type) {
+    case ConfigType::kInt: return "int" + range;
+    case ConfigType::kFloat: return "float" + range;
+    case ConfigType::kBool: return "bool";
+    case ConfigType::kString: return *s.choices ? s.choices : "string";
+    case ConfigType::kIntList: return "int list" + (range.empty() ? "" : ", each" + range);
+    case ConfigType::kStringList: return "list";
+  }
+  return "?";
+}
+
 }  // namespace
 
 const std::vector<std::string> kConfigSections = {"model",      "data",       "train",    "optimizer",
@@ -308,6 +322,7 @@ std::string suggest_config_key(const std::string& name) {
   size_t best_d = std::string::npos;
   for (const ConfigKey& k : kSchema) {
     if (leaf_of(k.name) == leaf) return k.name;
+    if (std::string(k.name).rfind(name, 0) == 0 && name.find('.') != std::string::npos) return k.name;  // truncated
     size_t d = edit_distance(name, k.name);
     if (d < best_d) best_d = d, best = k.name;
   }
@@ -327,16 +342,15 @@ std::string suggest_config_section(const std::string& name) {
 
 boost::program_options::options_description config_options_description() {
   namespace po = boost::program_options;
-  po::options_description all("config keys (also settable in the INI file as `key = value` under [section])",
-                              100, 50);
+  po::options_description all("config keys (in the INI file: `key = value` under [section])", 110, 60);
   for (const std::string& section : kConfigSections) {
-    po::options_description group("[" + section + "]", 100, 50);
+    po::options_description group("[" + section + "]", 110, 60);
     for (const ConfigKey& k : kSchema) {
       if (section_of(k.name) != section) continue;
       auto* sem = po::value<std::string>()->value_name(type_word(k.spec.type));
       if (k.spec.type == ConfigType::kBool) sem->implicit_value("true");
-      std::string help = std::string(k.help) + " [" + describe_config_spec(k.spec) + "; default '" +
-                         k.default_value + "']";
+      std::string def = *k.default_value ? k.default_value : "empty";
+      std::string help = std::string(k.help) + " (" + short_spec(k.spec) + "; default " + def + ")";
       group.add_options()(k.name, sem, help.c_str());
     }
     all.add(group);

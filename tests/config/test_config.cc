@@ -140,7 +140,7 @@ TEST(Config, UnknownOverride) {
   expect_config_error([] { Config::load("", {"--optimizer.lrr=0.1"}); },
                       {"--optimizer.lrr=0.1: unknown key 'optimizer.lrr' (did you mean 'optimizer.lr'?)"});
   // No prefix guessing: a truncated name is unknown, not silently completed.
-  expect_config_error([] { Config::load("", {"--train.batch=4"}); }, {"unknown key 'train.batch'"});
+  expect_config_error([] { Config::load("", {"--train.batch=4"}); }, {"unknown key 'train.batch' (did you mean 'train.batch_size'?)"});
   expect_config_error([] { Config::load("", {"stray"}); }, {"unexpected argument 'stray'"});
   expect_config_error([] { Config::load("", {"--train.batch_size"}); }, {"command line:"});
 }
