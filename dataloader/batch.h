@@ -1,0 +1,30 @@
+// One batch of parsed rows in host tensors: labels, transformed dense features, and per sparse feature
+// a CSR bag (indices + offsets) of hashed table rows. The reader fills it; the trainer copies it over.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "src/core/tensor.h"
+
+namespace rf::data {
+
+struct Batch {
+  Tensor labels;                 // [B] f32, 0 or 1 (0 when the schema has no label column)
+  Tensor dense;                  // [B, num_dense] f32, log(1 + max(x, 0)); empty field -> 0
+  // Per sparse feature f (categorical and multi-hot, in column order):
+  std::vector<Tensor> indices;   // [nnz_f] i64, rows in [0, buckets_f); 0 = empty/missing
+  std::vector<Tensor> offsets;   // [B + 1] i64, bag of row b is indices[offsets[b], offsets[b+1])
+  // Every bag holds at least one index: a single-valued categorical exactly one (0 when empty), a
+  // multi-hot bag its tokens, and an empty multi-hot field the single index 0. So nnz_f >= B and
+  // mean pooling never divides by zero.
+
+  int64_t size() const { return labels.defined() ? labels.numel() : 0; }
+  int num_sparse() const { return static_cast<int>(indices.size()); }
+  int64_t num_dense() const { return dense.defined() && dense.dim() == 2 ? dense.size(1) : 0; }
+};
+
+// Rows [begin, end) of `batch` as a new batch (copies; offsets rebased to start at 0).
+Batch slice_batch(const Batch& batch, int64_t begin, int64_t end);
+
+}  // namespace rf::data
