@@ -1,2 +1,153 @@
 // Routes each public op (kernels/<op>.h) to its CPU or CUDA implementation by the device of its
-// tensors. Filled in per op family; see kernels/CMakeLists.txt.
+// tensors. Every tensor of one call must live on one device; an op with no CUDA version yet throws
+// BackendError for CUDA tensors rather than copying behind the caller's back.
+#include <initializer_list>
+#include <string>
+
+#include "kernels/activation.h"
+#include "kernels/cast.h"
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cross.h"
+#include "kernels/embedding_bag.h"
+#include "kernels/interaction.h"
+#include "kernels/linear.h"
+#include "kernels/loss.h"
+#if RECFORGE_WITH_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
+
+namespace rf {
+namespace {
+
+// The one device all defined tensors of a call share; throws ShapeError naming the op otherwise.
+Device common_device(const char* op, std::initializer_list<const Tensor*> tensors) {
+  const Tensor* first = nullptr;
+  for (const Tensor* t : tensors) {
+    if (t == nullptr || !t->defined()) continue;
+    if (first == nullptr) first = t;
+    else if (!(t->device() == first->device()))
+      throw ShapeError(std::string(op) + ": tensors on different devices (" + first->device().str() + " and " +
+                       t->device().str() + ")");
+  }
+  return first ? first->device() : Device::cpu();
+}
+
+[[noreturn]] void no_cuda(const char* op) {
+  throw BackendError(std::string("op ") + op + " has no CUDA implementation yet");
+}
+
+}  // namespace
+
+// ---- linear ---------------------------------------------------------------------------------------
+void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
+  if (common_device("linear_forward", {&x, &w, b, &y}).is_cpu()) return cpu::linear_forward(x, w, b, y);
+  no_cuda("linear_forward");
+}
+
+void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor* db) {
+  if (common_device("linear_backward", {&x, &w, &dy, dx, &dw, db}).is_cpu())
+    return cpu::linear_backward(x, w, dy, dx, dw, db);
+  no_cuda("linear_backward");
+}
+
+// ---- activations ----------------------------------------------------------------------------------
+void relu_forward(const Tensor& x, Tensor& y) {
+  if (common_device("relu_forward", {&x, &y}).is_cpu()) return cpu::relu_forward(x, y);
+  no_cuda("relu_forward");
+}
+
+void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
+  if (common_device("relu_backward", {&y, &dy, &dx}).is_cpu()) return cpu::relu_backward(y, dy, dx);
+  no_cuda("relu_backward");
+}
+
+void sigmoid_forward(const Tensor& x, Tensor& y) {
+  if (common_device("sigmoid_forward", {&x, &y}).is_cpu()) return cpu::sigmoid_forward(x, y);
+  no_cuda("sigmoid_forward");
+}
+
+void sigmoid_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
+  if (common_device("sigmoid_backward", {&y, &dy, &dx}).is_cpu()) return cpu::sigmoid_backward(y, dy, dx);
+  no_cuda("sigmoid_backward");
+}
+
+// ---- embedding bags -------------------------------------------------------------------------------
+PoolMode parse_pool_mode(const std::string& name) {
+  if (name == "sum") return PoolMode::kSum;
+  if (name == "mean") return PoolMode::kMean;
+  throw ConfigError("unknown pooling mode '" + name + "' (expected sum or mean)");
+}
+
+void embedding_bag_forward(const Tensor& table, const Tensor& indices, const Tensor& offsets, PoolMode mode,
+                           Tensor& out) {
+  if (common_device("embedding_bag_forward", {&table, &indices, &offsets, &out}).is_cpu())
+    return cpu::embedding_bag_forward(table, indices, offsets, mode, out);
+  no_cuda("embedding_bag_forward");
+}
+
+SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
+                                  PoolMode mode, int64_t num_rows) {
+  if (common_device("embedding_bag_backward", {&indices, &offsets, &grad_out}).is_cpu())
+    return cpu::embedding_bag_backward(indices, offsets, grad_out, mode, num_rows);
+  no_cuda("embedding_bag_backward");
+}
+
+// ---- interaction ----------------------------------------------------------------------------------
+int64_t interaction_output_dim(int64_t num_tables, int64_t dim, bool self_interaction) {
+  int64_t f = num_tables + 1;
+  return dim + (self_interaction ? f * (f + 1) / 2 : f * (f - 1) / 2);
+}
+
+void interaction_forward(const Tensor& dense, const Tensor& emb, bool self_interaction, Tensor& out) {
+  if (common_device("interaction_forward", {&dense, &emb, &out}).is_cpu())
+    return cpu::interaction_forward(dense, emb, self_interaction, out);
+  no_cuda("interaction_forward");
+}
+
+void interaction_backward(const Tensor& dense, const Tensor& emb, const Tensor& grad_out, bool self_interaction,
+                          Tensor& grad_dense, Tensor& grad_emb) {
+  if (common_device("interaction_backward", {&dense, &emb, &grad_out, &grad_dense, &grad_emb}).is_cpu())
+    return cpu::interaction_backward(dense, emb, grad_out, self_interaction, grad_dense, grad_emb);
+  no_cuda("interaction_backward");
+}
+
+// ---- cross ----------------------------------------------------------------------------------------
+void cross_forward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, Tensor& y, CrossSaved& saved) {
+  if (common_device("cross_forward", {&x0, &x, &weights.w, &weights.v, &weights.u, &weights.b, &y}).is_cpu())
+    return cpu::cross_forward(x0, x, weights, y, saved);
+  no_cuda("cross_forward");
+}
+
+void cross_backward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, const CrossSaved& saved,
+                    const Tensor& dy, Tensor& dx0, Tensor& dx, CrossGrads& grads) {
+  if (common_device("cross_backward", {&x0, &x, &weights.w, &weights.v, &weights.u, &weights.b, &saved.h, &dy,
+                                       &dx0, &dx})
+          .is_cpu())
+    return cpu::cross_backward(x0, x, weights, saved, dy, dx0, dx, grads);
+  no_cuda("cross_backward");
+}
+
+// ---- loss -----------------------------------------------------------------------------------------
+double bce_with_logits_forward(const Tensor& logits, const Tensor& labels) {
+  if (common_device("bce_with_logits_forward", {&logits, &labels}).is_cpu())
+    return cpu::bce_with_logits_forward(logits, labels);
+  no_cuda("bce_with_logits_forward");
+}
+
+void bce_with_logits_backward(const Tensor& logits, const Tensor& labels, float scale, Tensor& grad) {
+  if (common_device("bce_with_logits_backward", {&logits, &labels, &grad}).is_cpu())
+    return cpu::bce_with_logits_backward(logits, labels, scale, grad);
+  no_cuda("bce_with_logits_backward");
+}
+
+// ---- cast -----------------------------------------------------------------------------------------
+void cast(const Tensor& src, Tensor& dst) {
+  if (common_device("cast", {&src, &dst}).is_cpu()) return cpu::cast(src, dst);
+#if RECFORGE_WITH_CUDA
+  return cuda::cast(src, dst);
+#else
+  throw BackendError("op cast: CUDA tensors but recforge was built without CUDA");
+#endif
+}
+
+}  // namespace rf

@@ -1,0 +1,172 @@
+// CPU embedding bags. Forward: one OpenMP task per bag gathers its rows (fp32/fp16/bf16 storage) and
+// pools them in fp32. Backward: the (row, bag) pairs of every lookup are sorted, so each unique row
+// becomes one contiguous segment that one thread reduces alone: no atomics, a fixed summation order
+// (deterministic), and rows come out ascending as SparseGrad requires.
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#if defined(_OPENMP) && defined(__GLIBCXX__)
+#include <parallel/algorithm>
+#define RF_PARALLEL_SORT __gnu_parallel::sort
+#else
+#define RF_PARALLEL_SORT std::sort
+#endif
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/cpu_util.h"
+
+namespace rf::cpu {
+namespace {
+
+using detail::load_f32;
+
+constexpr int64_t kNoBag = std::numeric_limits<int64_t>::max();
+
+// indices [nnz] int64, offsets [batch + 1] int64, non-decreasing from 0 to nnz. Returns batch.
+int64_t check_bags(const char* op, const Tensor& indices, const Tensor& offsets) {
+  const std::string o(op);
+  check_dtype(indices, DType::kI64, (o + ": indices").c_str());
+  check_dtype(offsets, DType::kI64, (o + ": offsets").c_str());
+  if (indices.dim() != 1) throw ShapeError(o + ": indices must be 1-d, got shape " + shape_str(indices.shape()));
+  if (offsets.dim() != 1 || offsets.size(0) < 1)
+    throw ShapeError(o + ": offsets must be 1-d with batch + 1 >= 1 entries, got shape " + shape_str(offsets.shape()));
+  const int64_t batch = offsets.size(0) - 1;
+  const int64_t nnz = indices.size(0);
+  const int64_t* off = offsets.data<int64_t>();
+  if (off[0] != 0) throw DataError(o + ": offsets[0] is " + std::to_string(off[0]) + ", expected 0");
+  if (off[batch] != nnz)
+    throw DataError(o + ": offsets[" + std::to_string(batch) + "] is " + std::to_string(off[batch]) +
+                    ", expected the number of indices " + std::to_string(nnz));
+  for (int64_t b = 0; b < batch; ++b)
+    if (off[b + 1] < off[b])
+      throw DataError(o + ": offsets decrease at bag " + std::to_string(b) + " (" + std::to_string(off[b]) + " then " +
+                      std::to_string(off[b + 1]) + ")");
+  return batch;
+}
+
+[[noreturn]] void throw_bad_index(const char* op, int64_t bag, int64_t pos, int64_t index, int64_t rows) {
+  throw DataError(std::string(op) + ": bag " + std::to_string(bag) + " holds index " + std::to_string(index) +
+                  " (position " + std::to_string(pos) + " of indices), outside the table's rows [0, " +
+                  std::to_string(rows) + ")");
+}
+
+// Finds the first out-of-range index (lowest bag, then lowest position) so that the error is the
+// same whatever the thread count; exceptions cannot leave an OpenMP region, so the loop only records.
+void check_indices(const char* op, const int64_t* ind, const int64_t* off, int64_t batch, int64_t rows) {
+  int64_t bad_bag = kNoBag;
+#pragma omp parallel for schedule(static) reduction(min : bad_bag)
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t k = off[b]; k < off[b + 1]; ++k) {
+      if (ind[k] < 0 || ind[k] >= rows) {
+        bad_bag = std::min(bad_bag, b);
+        break;
+      }
+    }
+  }
+  if (bad_bag == kNoBag) return;
+  for (int64_t k = off[bad_bag]; k < off[bad_bag + 1]; ++k)
+    if (ind[k] < 0 || ind[k] >= rows) throw_bad_index(op, bad_bag, k, ind[k], rows);
+}
+
+template <class T>
+void pool(const T* table, const int64_t* ind, const int64_t* off, int64_t batch, int64_t dim, PoolMode mode,
+          float* out) {
+#pragma omp parallel for schedule(dynamic, 16)
+  for (int64_t b = 0; b < batch; ++b) {
+    float* o = out + b * dim;
+    for (int64_t d = 0; d < dim; ++d) o[d] = 0.0f;
+    const int64_t begin = off[b], end = off[b + 1];
+    for (int64_t k = begin; k < end; ++k) {
+      const T* row = table + ind[k] * dim;
+#pragma omp simd
+      for (int64_t d = 0; d < dim; ++d) o[d] += load_f32(row[d]);
+    }
+    if (mode == PoolMode::kMean && end > begin) {
+      const float inv = 1.0f / static_cast<float>(end - begin);
+      for (int64_t d = 0; d < dim; ++d) o[d] *= inv;
+    }
+  }
+}
+
+}  // namespace
+
+void embedding_bag_forward(const Tensor& table, const Tensor& indices, const Tensor& offsets, PoolMode mode,
+                           Tensor& out) {
+  const char* op = "embedding_bag_forward";
+  if (table.dim() != 2 || !is_floating(table.dtype()))
+    throw ShapeError(std::string(op) + ": table must be a 2-d fp32/fp16/bf16 tensor, got " +
+                     dtype_name(table.dtype()) + shape_str(table.shape()));
+  const int64_t batch = check_bags(op, indices, offsets);
+  const int64_t rows = table.size(0), dim = table.size(1);
+  check_shape(out, {batch, dim}, "embedding_bag_forward: out");
+  check_dtype(out, DType::kF32, "embedding_bag_forward: out");
+  const int64_t* ind = indices.data<int64_t>();
+  const int64_t* off = offsets.data<int64_t>();
+  check_indices(op, ind, off, batch, rows);
+  float* o = out.data<float>();
+  switch (table.dtype()) {
+    case DType::kF32: pool(table.data<float>(), ind, off, batch, dim, mode, o); break;
+    case DType::kF16: pool(table.data<f16>(), ind, off, batch, dim, mode, o); break;
+    case DType::kBF16: pool(table.data<bf16>(), ind, off, batch, dim, mode, o); break;
+    default: break;
+  }
+}
+
+SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
+                                  PoolMode mode, int64_t num_rows) {
+  const char* op = "embedding_bag_backward";
+  const int64_t batch = check_bags(op, indices, offsets);
+  if (grad_out.dim() != 2 || grad_out.size(0) != batch)
+    throw ShapeError(std::string(op) + ": grad_out: expected shape [" + std::to_string(batch) + ", dim], got " +
+                     shape_str(grad_out.shape()));
+  check_dtype(grad_out, DType::kF32, "embedding_bag_backward: grad_out");
+  const int64_t dim = grad_out.size(1);
+  const int64_t nnz = indices.size(0);
+  const int64_t* ind = indices.data<int64_t>();
+  const int64_t* off = offsets.data<int64_t>();
+  check_indices(op, ind, off, batch, num_rows);
+
+  struct Lookup {
+    int64_t row;
+    int64_t bag;
+    bool operator<(const Lookup& o) const { return row != o.row ? row < o.row : bag < o.bag; }
+  };
+  std::vector<Lookup> lookups(static_cast<size_t>(nnz));
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t k = off[b]; k < off[b + 1]; ++k) lookups[static_cast<size_t>(k)] = {ind[k], b};
+  RF_PARALLEL_SORT(lookups.begin(), lookups.end());
+
+  // Segment starts: the first lookup of each unique row; starts.back() == nnz closes the last one.
+  std::vector<int64_t> starts;
+  for (int64_t k = 0; k < nnz; ++k)
+    if (k == 0 || lookups[static_cast<size_t>(k)].row != lookups[static_cast<size_t>(k - 1)].row) starts.push_back(k);
+  const int64_t unique = static_cast<int64_t>(starts.size());
+  starts.push_back(nnz);
+
+  SparseGrad g;
+  g.rows = Tensor::empty({unique}, DType::kI64);
+  g.values = Tensor::empty({unique, dim}, DType::kF32);
+  int64_t* rows = g.rows.data<int64_t>();
+  float* vals = g.values.data<float>();
+  const float* go = grad_out.data<float>();
+#pragma omp parallel for schedule(dynamic, 16)
+  for (int64_t u = 0; u < unique; ++u) {
+    const int64_t begin = starts[static_cast<size_t>(u)], end = starts[static_cast<size_t>(u + 1)];
+    rows[u] = lookups[static_cast<size_t>(begin)].row;
+    float* v = vals + u * dim;
+    for (int64_t d = 0; d < dim; ++d) v[d] = 0.0f;
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t b = lookups[static_cast<size_t>(k)].bag;
+      const float scale = mode == PoolMode::kMean ? 1.0f / static_cast<float>(off[b + 1] - off[b]) : 1.0f;
+      const float* gb = go + b * dim;
+#pragma omp simd
+      for (int64_t d = 0; d < dim; ++d) v[d] += scale * gb[d];
+    }
+  }
+  return g;
+}
+
+}  // namespace rf::cpu
