@@ -306,10 +306,16 @@ std::string format_config_value(const ConfigKey& key, const ConfigValue& value) 
     case ConfigType::kBool: return std::get<bool>(value) ? "true" : "false";
     case ConfigType::kString: return std::get<std::string>(value);
     case ConfigType::kIntList:
-      for (int64_t v : std::get<std::vector<int64_t>>(value)) out += (out.empty() ? "" : ",") + std::to_string(v);
+      for (int64_t v : std::get<std::vector<int64_t>>(value)) {
+        if (!out.empty()) out += ',';
+        out += std::to_string(v);
+      }
       return out;
     case ConfigType::kStringList:
-      for (const std::string& v : std::get<std::vector<std::string>>(value)) out += (out.empty() ? "" : ",") + v;
+      for (const std::string& v : std::get<std::vector<std::string>>(value)) {
+        if (!out.empty()) out += ',';
+        out += v;
+      }
       return out;
   }
   return out;
