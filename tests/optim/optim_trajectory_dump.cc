@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
     std::vector<Tensor> grads, trajs;
     for (size_t k = 0; k < shapes.size(); ++k) {
       Parameter& p = params[k];
-      p.name = "p" + std::to_string(k);
+      p.name = std::string("p") + std::to_string(k);
       p.sparse = sparse;
       p.value = Tensor::empty(shapes[k], DType::kF32);
       for (int64_t i = 0; i < p.value.numel(); ++i) p.value.data<float>()[i] = normal(rng);
@@ -99,7 +99,7 @@ int main(int argc, char** argv) {
     }
     dump.emplace_back("lrs", lrs);
     if (sparse) dump.emplace_back("p0/mask", mask);
-    for (auto& [name, t] : opt->state()) dump.emplace_back("state/" + name, *t);
+    for (auto& [name, t] : opt->state()) dump.emplace_back(std::string("state/").append(name), *t);
     write_tensors(out, dump, {{"optimizer", kind}});
   } catch (const std::exception& e) {
     std::fprintf(stderr, "optim_trajectory_dump: %s\n", e.what());
