@@ -1,0 +1,193 @@
+// Embedding bags: forward over fp32/fp16/bf16 tables and sum/mean pooling, and the sparse backward
+// (unique ascending rows) against the dense double reference; empty bags, repeated indices, batch 1;
+// the reference backward against finite differences; DataError/ShapeError messages.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "kernels/embedding_bag.h"
+#include "kernels/ref/embedding_bag.h"
+#include "tests/kernels/test_util.h"
+
+namespace rf::test {
+namespace {
+
+// fp32 accumulation of L rows with entries <= 1 (table values are exact in fp32 whatever their
+// storage type): summation-order error of a few L * 2^-24, plus one fp32 rounding of a mean.
+Tol pool_tol(int64_t max_bag) { return {2e-7 * static_cast<double>(max_bag + 1), 2.5e-7}; }
+
+struct Bags {
+  std::vector<int64_t> indices, offsets;
+  int64_t max_len = 0;
+};
+
+// Random bags with lengths in [0, max_len] (so some are empty) over `rows` rows; a small `rows`
+// makes repeated indices, within one bag and across bags, certain.
+Bags random_bags(Rng& rng, int64_t batch, int64_t rows, int64_t max_len) {
+  Bags b;
+  b.offsets.push_back(0);
+  for (int64_t i = 0; i < batch; ++i) {
+    int64_t len = rng.integer(0, max_len);
+    if (i == 0 && batch > 2) len = 0;  // always at least one empty bag
+    b.max_len = std::max(b.max_len, len);
+    for (int64_t k = 0; k < len; ++k) b.indices.push_back(rng.integer(0, rows - 1));
+    b.offsets.push_back(static_cast<int64_t>(b.indices.size()));
+  }
+  return b;
+}
+
+struct Case {
+  int64_t batch, rows, dim, max_len;
+};
+const Case kCases[] = {{1, 1, 1, 3}, {1, 10, 16, 5}, {7, 3, 5, 6}, {64, 1000, 16, 20}, {33, 17, 33, 40}, {200, 50, 64, 8}};
+
+TEST(EmbeddingBag, ForwardMatchesReference) {
+  uint64_t seed = 1;
+  for (const Case& c : kCases)
+    for (DType dt : {DType::kF32, DType::kF16, DType::kBF16})
+      for (PoolMode mode : {PoolMode::kSum, PoolMode::kMean}) {
+        SCOPED_TRACE(::testing::Message() << "batch " << c.batch << " rows " << c.rows << " dim " << c.dim << " "
+                                          << dtype_name(dt) << (mode == PoolMode::kSum ? " sum" : " mean"));
+        Rng rng(seed++);
+        std::vector<double> table;
+        Tensor tt = random_tensor(rng, {c.rows, c.dim}, dt, &table);
+        Bags b = random_bags(rng, c.batch, c.rows, c.max_len);
+        Tensor idx = Tensor::from_vector(b.indices, {static_cast<int64_t>(b.indices.size())});
+        Tensor off = Tensor::from_vector(b.offsets, {c.batch + 1});
+        Tensor out = Tensor::empty({c.batch, c.dim}, DType::kF32);
+        poison(out);
+        embedding_bag_forward(tt, idx, off, mode, out);
+        std::vector<double> ref_out(static_cast<size_t>(c.batch * c.dim));
+        ref::embedding_bag_forward(table.data(), c.dim, b.indices.data(), b.offsets.data(), c.batch,
+                                   mode == PoolMode::kMean, ref_out.data());
+        EXPECT_TRUE(close(out, ref_out, pool_tol(b.max_len), "out"));
+      }
+}
+
+TEST(EmbeddingBag, BackwardMatchesReference) {
+  uint64_t seed = 100;
+  for (const Case& c : kCases)
+    for (PoolMode mode : {PoolMode::kSum, PoolMode::kMean}) {
+      SCOPED_TRACE(::testing::Message() << "batch " << c.batch << " rows " << c.rows << " dim " << c.dim
+                                        << (mode == PoolMode::kSum ? " sum" : " mean"));
+      Rng rng(seed++);
+      Bags b = random_bags(rng, c.batch, c.rows, c.max_len);
+      std::vector<double> g;
+      Tensor gt = random_tensor(rng, {c.batch, c.dim}, DType::kF32, &g);
+      Tensor idx = Tensor::from_vector(b.indices, {static_cast<int64_t>(b.indices.size())});
+      Tensor off = Tensor::from_vector(b.offsets, {c.batch + 1});
+      SparseGrad sg = embedding_bag_backward(idx, off, gt, mode, c.rows);
+
+      std::vector<double> dense(static_cast<size_t>(c.rows * c.dim));
+      std::vector<unsigned char> touched(static_cast<size_t>(c.rows));
+      ref::embedding_bag_backward(b.indices.data(), b.offsets.data(), c.batch, g.data(), c.dim,
+                                  mode == PoolMode::kMean, c.rows, dense.data(), touched.data());
+      std::vector<int64_t> want_rows;
+      std::vector<double> want_values;
+      for (int64_t r = 0; r < c.rows; ++r)
+        if (touched[static_cast<size_t>(r)]) {
+          want_rows.push_back(r);
+          want_values.insert(want_values.end(), dense.begin() + r * c.dim, dense.begin() + (r + 1) * c.dim);
+        }
+      ASSERT_EQ(sg.rows.dtype(), DType::kI64);
+      EXPECT_EQ(sg.rows.to_vector<int64_t>(), want_rows);  // unique, ascending, exactly the rows looked up
+      check_shape(sg.values, {static_cast<int64_t>(want_rows.size()), c.dim}, "values");
+      // A row's gradient sums one share per lookup: the count of lookups of the row bounds the terms.
+      EXPECT_TRUE(close(sg.values, want_values, pool_tol(static_cast<int64_t>(b.indices.size())), "values"));
+    }
+}
+
+TEST(EmbeddingBag, RepeatedIndexInOneBagCountsTwice) {
+  Tensor table = Tensor::from_vector<float>({1, 2, 3, 4}, {2, 2});
+  Tensor idx = Tensor::from_vector<int64_t>({1, 1, 0}, {3});
+  Tensor off = Tensor::from_vector<int64_t>({0, 3}, {2});
+  Tensor out = Tensor::empty({1, 2}, DType::kF32);
+  embedding_bag_forward(table, idx, off, PoolMode::kSum, out);
+  EXPECT_EQ(out.to_vector<float>(), (std::vector<float>{7, 10}));
+  Tensor g = Tensor::from_vector<float>({0.5f, -1.0f}, {1, 2});
+  SparseGrad sg = embedding_bag_backward(idx, off, g, PoolMode::kMean, 2);
+  EXPECT_EQ(sg.rows.to_vector<int64_t>(), (std::vector<int64_t>{0, 1}));
+  auto v = sg.values.to_vector<float>();
+  EXPECT_FLOAT_EQ(v[0], 0.5f / 3);
+  EXPECT_FLOAT_EQ(v[2], 2 * 0.5f / 3);
+  EXPECT_FLOAT_EQ(v[3], 2 * -1.0f / 3);
+}
+
+TEST(EmbeddingBag, AllBagsEmpty) {
+  Tensor table = Tensor::from_vector<float>({1, 2}, {1, 2});
+  Tensor idx = Tensor::empty({0}, DType::kI64);
+  Tensor off = Tensor::from_vector<int64_t>({0, 0, 0}, {3});
+  Tensor out = Tensor::empty({2, 2}, DType::kF32);
+  poison(out);
+  embedding_bag_forward(table, idx, off, PoolMode::kMean, out);
+  EXPECT_EQ(out.to_vector<float>(), (std::vector<float>{0, 0, 0, 0}));
+  SparseGrad sg = embedding_bag_backward(idx, off, Tensor::zeros({2, 2}, DType::kF32), PoolMode::kSum, 1);
+  EXPECT_EQ(sg.rows.numel(), 0);
+  EXPECT_EQ(sg.values.shape(), (Shape{0, 2}));
+}
+
+TEST(EmbeddingBag, ReferenceBackwardMatchesFiniteDifferences) {
+  const int64_t rows = 5, dim = 3, batch = 4;
+  Rng rng(77);
+  Bags b = random_bags(rng, batch, rows, 4);
+  auto table = to_double(rng.floats(rows * dim)), r = to_double(rng.floats(batch * dim));
+  for (bool mean : {false, true}) {
+    auto loss = [&](const std::vector<double>& t) {
+      std::vector<double> out(static_cast<size_t>(batch * dim));
+      ref::embedding_bag_forward(t.data(), dim, b.indices.data(), b.offsets.data(), batch, mean, out.data());
+      return dot(r, out);
+    };
+    std::vector<double> grad(table.size());
+    ref::embedding_bag_backward(b.indices.data(), b.offsets.data(), batch, r.data(), dim, mean, rows, grad.data(),
+                                static_cast<unsigned char*>(nullptr));
+    EXPECT_TRUE(close(grad, finite_diff(loss, table), kFdTol, mean ? "mean grad vs FD" : "sum grad vs FD"));
+  }
+}
+
+TEST(EmbeddingBag, OutOfRangeIndexNamesBagAndIndex) {
+  Tensor table = Tensor::zeros({10, 4}, DType::kF32);
+  Tensor idx = Tensor::from_vector<int64_t>({1, 2, 3, 10, 4}, {5});
+  Tensor off = Tensor::from_vector<int64_t>({0, 2, 2, 5}, {4});
+  Tensor out = Tensor::empty({3, 4}, DType::kF32);
+  try {
+    embedding_bag_forward(table, idx, off, PoolMode::kSum, out);
+    FAIL() << "expected DataError";
+  } catch (const DataError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("bag 2"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("index 10"), std::string::npos) << msg;
+  }
+  Tensor neg = Tensor::from_vector<int64_t>({1, -1, 3, 0, 4}, {5});
+  EXPECT_THROW(embedding_bag_forward(table, neg, off, PoolMode::kSum, out), DataError);
+  EXPECT_THROW(embedding_bag_backward(idx, off, Tensor::zeros({3, 4}, DType::kF32), PoolMode::kSum, 10), DataError);
+}
+
+TEST(EmbeddingBag, RejectsBadOffsetsAndShapes) {
+  Tensor table = Tensor::zeros({10, 4}, DType::kF32);
+  Tensor idx = Tensor::from_vector<int64_t>({1, 2, 3}, {3});
+  Tensor out = Tensor::empty({2, 4}, DType::kF32);
+  EXPECT_THROW(embedding_bag_forward(table, idx, Tensor::from_vector<int64_t>({0, 1, 2}, {3}), PoolMode::kSum, out),
+               DataError);  // offsets[batch] != nnz
+  EXPECT_THROW(embedding_bag_forward(table, idx, Tensor::from_vector<int64_t>({0, 2, 1, 3}, {4}), PoolMode::kSum, out),
+               DataError);  // decreasing
+  EXPECT_THROW(embedding_bag_forward(table, idx, Tensor::from_vector<int64_t>({1, 1, 3}, {3}), PoolMode::kSum, out),
+               DataError);  // does not start at 0
+  Tensor off = Tensor::from_vector<int64_t>({0, 1, 3}, {3});
+  Tensor wrong_out = Tensor::empty({2, 5}, DType::kF32);
+  EXPECT_THROW(embedding_bag_forward(table, idx, off, PoolMode::kSum, wrong_out),
+               ShapeError);
+  Tensor idx32 = Tensor::from_vector<int32_t>({1, 2, 3}, {3});
+  EXPECT_THROW(embedding_bag_forward(table, idx32, off, PoolMode::kSum, out), ShapeError);
+  Tensor itable = Tensor::zeros({10, 4}, DType::kI32);
+  EXPECT_THROW(embedding_bag_forward(itable, idx, off, PoolMode::kSum, out), ShapeError);
+  EXPECT_THROW(embedding_bag_backward(idx, off, Tensor::zeros({3, 4}, DType::kF32), PoolMode::kSum, 10), ShapeError);
+}
+
+TEST(EmbeddingBag, ParsePoolMode) {
+  EXPECT_EQ(parse_pool_mode("sum"), PoolMode::kSum);
+  EXPECT_EQ(parse_pool_mode("mean"), PoolMode::kMean);
+  EXPECT_THROW(parse_pool_mode("max"), ConfigError);
+}
+
+}  // namespace
+}  // namespace rf::test
