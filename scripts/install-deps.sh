@@ -6,6 +6,7 @@ set -euo pipefail
 pkgs=(
   build-essential cmake ninja-build pkg-config
   libopenblas-dev                 # CPU GEMMs (cblas_sgemm)
+  libopenblas0-openmp             # ... its OpenMP build, which shares our OpenMP thread pool
   libopenmpi-dev openmpi-bin      # MPI communicator and mpirun
   libhdf5-dev                     # checkpoints and exports
   libboost-program-options-dev    # the recforge command line

@@ -16,13 +16,14 @@ struct Command {
   const char* help;          // one line, shown by `recforge --help`
   CommandHandler handler;
   bool takes_config;         // accepts --config FILE and --section.key=value overrides
+  const char* positional_key;  // a leading bare word sets this key (`recforge bench dlrm`), or nullptr
 };
 
 const std::vector<Command>& commands();
 const Command* find_command(const char* name);  // nullptr when unknown
 
-// Handlers. Each is defined by the file that implements the subcommand (the ones not written yet are
-// placeholders at the bottom of commands.cc).
+// Handlers, each defined next to the code it drives: src/train/commands.cc (train, eval, synth) and
+// src/train/bench_command.cc (bench).
 int run_train(const Config& cfg);
 int run_eval(const Config& cfg);
 int run_synth(const Config& cfg);

@@ -61,6 +61,8 @@ int run(int argc, char** argv) {
   }
 
   std::vector<std::string> args(argv + 2, argv + argc);
+  if (cmd->positional_key && !args.empty() && !args[0].empty() && args[0][0] != '-')
+    args[0] = std::string("--") + cmd->positional_key + "=" + args[0];
   po::options_description general = general_options();
   po::variables_map vm;
   po::parsed_options parsed(&general);

@@ -29,6 +29,7 @@ const std::vector<ConfigKey> kSchema = {
   {"model.table_sizes",             int_list_key(1),                   "",                "rows per embedding table (empty = from the data: hash_buckets rows per categorical feature)"},
   {"model.pooling",                 choice_key("sum|mean"),            "sum",             "how multi-hot embedding bags are pooled"},
   {"model.seed",                    int_key(0),                        "1234",            "seed for weight initialisation"},
+  {"model.init",                    string_key(),                      "",                "HDF5 parameter file to start from instead of the seeded initialisation"},
   // ---- [data] ----
   {"data.format",                   choice_key("criteo|tsv"),          "criteo",          "input format: criteo (label, 13 dense, 26 hex categorical) or tsv (columns from data.schema)"},
   {"data.train",                    string_key(),                      "",                "training data file"},
@@ -61,7 +62,7 @@ const std::vector<ConfigKey> kSchema = {
   {"optimizer.adagrad_eps",         positive_float_key(),              "1e-8",            "adagrad denominator epsilon"},
   {"optimizer.adagrad_init",        float_key(0),                      "0",               "initial adagrad accumulator value"},
   {"optimizer.warmup_steps",        int_key(0),                        "0",               "linear learning-rate warmup from 0 over this many steps"},
-  {"optimizer.decay",               choice_key("none|linear|cosine|step"), "none",        "learning-rate decay schedule after warmup"},
+  {"optimizer.decay",               choice_key("none|linear|poly2|cosine|step"), "none",  "learning-rate decay schedule after warmup"},
   {"optimizer.decay_start",         int_key(0),                        "0",               "step at which decay begins"},
   {"optimizer.decay_steps",         int_key(0),                        "0",               "length of the decay (0 = until the last step)"},
   // ---- [parallel] ----
@@ -78,6 +79,20 @@ const std::vector<ConfigKey> kSchema = {
   {"profiling.nvtx",                bool_key(),                        "false",           "emit NVTX ranges for Nsight Systems"},
   {"profiling.trace",               string_key(),                      "",                "write a Chrome/Perfetto trace JSON to this file (empty = none)"},
   {"profiling.step_timers",         bool_key(),                        "true",            "time each phase of the step and report it with the progress line"},
+  // ---- [synth] ----
+  {"synth.rows_train",              int_key(1),                        "1000000",         "synth: rows written to data.train"},
+  {"synth.rows_test",               int_key(1),                        "200000",          "synth: rows written to data.test"},
+  {"synth.seed",                    int_key(0),                        "1",               "synth: seed of the generator (same seed, same bytes)"},
+  {"synth.min_cardinality",         int_key(2),                        "1000",            "synth: distinct values of the smallest categorical feature"},
+  {"synth.max_cardinality",         int_key(2),                        "100000",          "synth: distinct values of the largest categorical feature"},
+  {"synth.zipf_exponent",           positive_float_key(),              "1.1",             "synth: Zipf exponent of categorical value frequencies"},
+  {"synth.logit_std",               positive_float_key(),              "1.25",            "synth: spread of the planted logit (larger = higher attainable AUC)"},
+  // ---- [bench] ----
+  {"bench.target",                  choice_key("dlrm"),                "dlrm",            "bench: what to benchmark (the model in [model] on generated batches)"},
+  {"bench.steps",                   int_key(1),                        "50",              "bench: timed training steps"},
+  {"bench.warmup",                  int_key(0),                        "5",               "bench: untimed steps before timing"},
+  {"bench.rows_per_table",          int_key(1),                        "1000000",         "bench: rows of each embedding table with generated batches"},
+  {"bench.tables",                  int_key(1),                        "26",              "bench: number of embedding tables (categorical features)"},
 };
 // clang-format on
 
@@ -188,7 +203,7 @@ std::string short_spec(const ConfigSpec& s) {
 }  // namespace
 
 const std::vector<std::string> kConfigSections = {"model",      "data",       "train",    "optimizer",
-                                                  "parallel",   "checkpoint", "profiling"};
+                                                  "parallel",   "checkpoint", "profiling", "synth", "bench"};
 
 ConfigSpec int_key(double lo, double hi) { return {ConfigType::kInt, lo, hi}; }
 ConfigSpec float_key(double lo, double hi) { return {ConfigType::kFloat, lo, hi}; }

@@ -1,0 +1,30 @@
+// DLRM (Naumov et al. 2019; facebookresearch/dlrm): bottom MLP on the dense features, one embedding
+// bag per categorical feature, pairwise dot interaction, top MLP to one logit.
+#pragma once
+
+#include "src/model/layers.h"
+#include "src/model/model.h"
+
+namespace rf {
+
+class Dlrm : public Model {
+ public:
+  explicit Dlrm(const ModelConfig& cfg);
+  void forward(const ModelInput& in, Tensor& logits) override;
+  void backward(const ModelInput& in, const Tensor& dlogits) override;
+  ParameterList parameters() override;
+  const ModelConfig& config() const override { return cfg_; }
+
+ private:
+  ModelConfig cfg_;
+  Mlp bottom_;
+  EmbeddingCollection embeddings_;
+  Mlp top_;
+  int64_t batch_ = -1;
+  Tensor pooled_;       // [batch, T, dim]
+  Tensor interaction_;  // [batch, interaction_output_dim]
+  Tensor grad_dense_;   // [batch, dim]
+  Tensor grad_pooled_;  // [batch, T, dim]
+};
+
+}  // namespace rf

@@ -1,0 +1,171 @@
+// MLP and embedding-collection layers (see layers.h).
+#include "src/model/layers.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "kernels/activation.h"
+#include "kernels/linear.h"
+
+namespace rf {
+
+uint64_t InitRng::next_u64() {  // splitmix64: tiny, fast, and identical on every platform
+  uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+double InitRng::uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
+
+double InitRng::normal(double mean, double sd) {
+  double u1 = uniform(), u2 = uniform();
+  if (u1 < 1e-300) u1 = 1e-300;
+  return mean + sd * std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+}
+
+// ---- Mlp --------------------------------------------------------------------------------------------
+
+Mlp::Mlp(std::string prefix, int64_t in_dim, const std::vector<int64_t>& widths, bool relu_last)
+    : in_dim_(in_dim), widths_(widths), relu_last_(relu_last) {
+  int64_t fan_in = in_dim;
+  for (size_t i = 0; i < widths.size(); ++i) {
+    Parameter w, b;
+    w.name = prefix + "." + std::to_string(i) + ".weight";
+    b.name = prefix + "." + std::to_string(i) + ".bias";
+    w.value = Tensor::zeros({widths[i], fan_in}, DType::kF32);
+    w.grad = Tensor::zeros({widths[i], fan_in}, DType::kF32);
+    b.value = Tensor::zeros({widths[i]}, DType::kF32);
+    b.grad = Tensor::zeros({widths[i]}, DType::kF32);
+    weights_.push_back(std::move(w));
+    biases_.push_back(std::move(b));
+    fan_in = widths[i];
+  }
+}
+
+void Mlp::init(InitRng& rng) {
+  for (size_t i = 0; i < weights_.size(); ++i) {
+    Tensor& w = weights_[i].value;
+    int64_t fan_out = w.size(0), fan_in = w.size(1);
+    double sd_w = std::sqrt(2.0 / static_cast<double>(fan_in + fan_out));
+    double sd_b = std::sqrt(1.0 / static_cast<double>(fan_out));
+    float* pw = w.data<float>();
+    for (int64_t k = 0; k < w.numel(); ++k) pw[k] = static_cast<float>(rng.normal(0.0, sd_w));
+    float* pb = biases_[i].value.data<float>();
+    for (int64_t k = 0; k < fan_out; ++k) pb[k] = static_cast<float>(rng.normal(0.0, sd_b));
+  }
+}
+
+void Mlp::ensure_buffers(int64_t batch) {
+  if (batch == batch_) return;
+  outputs_.clear();
+  grad_buffers_.clear();
+  for (int64_t w : widths_) {
+    outputs_.push_back(Tensor::empty({batch, w}, DType::kF32));
+    grad_buffers_.push_back(Tensor::empty({batch, w}, DType::kF32));
+  }
+  grad_input_ = Tensor::empty({batch, in_dim_}, DType::kF32);
+  batch_ = batch;
+}
+
+const Tensor& Mlp::forward(const Tensor& x) {
+  RF_CHECK(x.dim() == 2 && x.size(1) == in_dim_, weights_.empty() ? "mlp" : weights_[0].name,
+           ": input ", shape_str(x.shape()), ", expected [batch, ", in_dim_, "]");
+  ensure_buffers(x.size(0));
+  input_ = x;
+  const Tensor* in = &x;
+  for (size_t i = 0; i < weights_.size(); ++i) {
+    linear_forward(*in, weights_[i].value, &biases_[i].value, outputs_[i]);
+    if (i + 1 < weights_.size() || relu_last_) relu_forward(outputs_[i], outputs_[i]);
+    in = &outputs_[i];
+  }
+  return weights_.empty() ? input_ : outputs_.back();
+}
+
+Tensor Mlp::backward(const Tensor& dy, bool need_input_grad) {
+  if (weights_.empty()) return dy;
+  size_t n = weights_.size();
+  // grad_buffers_[i] holds d(loss)/d(output of layer i before its activation) once the ReLU is undone.
+  Tensor g = dy;
+  for (size_t k = n; k-- > 0;) {
+    if (k + 1 < n || relu_last_) {
+      relu_backward(outputs_[k], g, grad_buffers_[k]);
+      g = grad_buffers_[k];
+    }
+    const Tensor& in = k == 0 ? input_ : outputs_[k - 1];
+    Tensor* dx = nullptr;
+    if (k > 0) dx = &grad_buffers_[k - 1];
+    else if (need_input_grad) dx = &grad_input_;
+    linear_backward(in, weights_[k].value, g, dx, weights_[k].grad, &biases_[k].grad);
+    if (dx) g = *dx;
+  }
+  return need_input_grad ? grad_input_ : Tensor();
+}
+
+void Mlp::collect(ParameterList& out) {
+  for (size_t i = 0; i < weights_.size(); ++i) {
+    out.push_back(&weights_[i]);
+    out.push_back(&biases_[i]);
+  }
+}
+
+// ---- EmbeddingCollection ----------------------------------------------------------------------------
+
+EmbeddingCollection::EmbeddingCollection(const std::vector<int64_t>& table_sizes, int64_t dim, PoolMode mode)
+    : dim_(dim), mode_(mode) {
+  for (size_t t = 0; t < table_sizes.size(); ++t) {
+    Parameter p;
+    p.name = "embeddings." + std::to_string(t) + ".weight";
+    p.value = Tensor::zeros({table_sizes[t], dim}, DType::kF32);
+    p.sparse = true;
+    tables_.push_back(std::move(p));
+  }
+}
+
+void EmbeddingCollection::init(InitRng& rng) {
+  for (Parameter& p : tables_) {
+    double bound = std::sqrt(1.0 / static_cast<double>(p.value.size(0)));
+    float* w = p.value.data<float>();
+    for (int64_t k = 0; k < p.value.numel(); ++k) w[k] = static_cast<float>((2.0 * rng.uniform() - 1.0) * bound);
+  }
+}
+
+void EmbeddingCollection::forward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                                  Tensor& pooled) {
+  int64_t T = num_tables();
+  RF_CHECK(static_cast<int64_t>(indices.size()) == T && static_cast<int64_t>(offsets.size()) == T,
+           "embedding collection has ", T, " tables, batch has ", indices.size(), " categorical features");
+  int64_t batch = offsets.empty() ? 0 : offsets[0].numel() - 1;
+  check_shape(pooled, {batch, T, dim_}, "pooled embeddings");
+  if (scratch_out_.shape() != Shape{batch, dim_}) scratch_out_ = Tensor::empty({batch, dim_}, DType::kF32);
+  float* dst = pooled.data<float>();
+  size_t row_bytes = static_cast<size_t>(dim_) * sizeof(float);
+  for (int64_t t = 0; t < T; ++t) {
+    embedding_bag_forward(tables_[t].value, indices[t], offsets[t], mode_, scratch_out_);
+    // Interleave into [batch, T, dim]: the interaction and cross layers read one sample's T vectors
+    // contiguously, which matters more than the extra copy of batch * dim floats per table.
+    const float* src = scratch_out_.data<float>();
+    for (int64_t b = 0; b < batch; ++b) std::memcpy(dst + (b * T + t) * dim_, src + b * dim_, row_bytes);
+  }
+}
+
+void EmbeddingCollection::backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                                   const Tensor& grad_pooled) {
+  int64_t T = num_tables();
+  int64_t batch = grad_pooled.size(0);
+  if (scratch_grad_.shape() != Shape{batch, dim_}) scratch_grad_ = Tensor::empty({batch, dim_}, DType::kF32);
+  const float* src = grad_pooled.data<float>();
+  size_t row_bytes = static_cast<size_t>(dim_) * sizeof(float);
+  for (int64_t t = 0; t < T; ++t) {
+    float* g = scratch_grad_.data<float>();
+    for (int64_t b = 0; b < batch; ++b) std::memcpy(g + b * dim_, src + (b * T + t) * dim_, row_bytes);
+    tables_[t].sparse_grad =
+        embedding_bag_backward(indices[t], offsets[t], scratch_grad_, mode_, tables_[t].value.size(0));
+  }
+}
+
+void EmbeddingCollection::collect(ParameterList& out) {
+  for (Parameter& p : tables_) out.push_back(&p);
+}
+
+}  // namespace rf

@@ -1,0 +1,58 @@
+// Model construction from the configuration, and the checks that make shape errors config errors.
+#include "src/model/model.h"
+
+#include "src/config/config.h"
+#include "src/model/dcnv2.h"
+#include "src/model/dlrm.h"
+
+namespace rf {
+
+void ModelConfig::validate() const {
+  auto fail = [](const std::string& key, const std::string& what) { throw ConfigError("[model] " + key + ": " + what); };
+  if (type != "dlrm" && type != "dcnv2") fail("type", "expected dlrm or dcnv2, got '" + type + "'");
+  if (table_sizes.empty()) fail("table_sizes", "at least one categorical feature is needed");
+  for (int64_t rows : table_sizes)
+    if (rows < 1) fail("table_sizes", "every table needs at least one row, got " + std::to_string(rows));
+  if (embedding_dim < 1) fail("embedding_dim", "expected >= 1");
+  if (num_dense < 1) fail("bottom_mlp", "the data has no dense features for the bottom MLP");
+  if (bottom_mlp.empty() || bottom_mlp.back() != embedding_dim)
+    fail("bottom_mlp", "the last width must equal embedding_dim (" + std::to_string(embedding_dim) + ")");
+  if (top_mlp.empty() || top_mlp.back() != 1) fail("top_mlp", "the last width must be 1 (the logit)");
+  if (type == "dcnv2" && cross_layers < 0) fail("cross_layers", "expected >= 0");
+  if (type == "dcnv2" && cross_rank < 0) fail("cross_rank", "expected >= 0 (0 = full rank)");
+}
+
+std::unique_ptr<Model> make_model(const ModelConfig& cfg) {
+  cfg.validate();
+  if (cfg.type == "dlrm") return std::make_unique<Dlrm>(cfg);
+  return std::make_unique<Dcnv2>(cfg);
+}
+
+ModelConfig model_config_from(const Config& cfg, int64_t num_dense, const std::vector<int64_t>& table_sizes) {
+  ModelConfig m;
+  m.type = cfg.get_string("model.type");
+  m.num_dense = num_dense;
+  std::vector<int64_t> configured = cfg.get_int_list("model.table_sizes");
+  m.table_sizes = configured.empty() ? table_sizes : configured;
+  if (!configured.empty() && configured.size() != table_sizes.size())
+    throw ConfigError("[model] table_sizes: " + std::to_string(configured.size()) + " tables given, the data has " +
+                      std::to_string(table_sizes.size()) + " categorical features");
+  m.embedding_dim = cfg.get_int("model.embedding_dim");
+  m.bottom_mlp = cfg.get_int_list("model.bottom_mlp");
+  m.top_mlp = cfg.get_int_list("model.top_mlp");
+  m.self_interaction = cfg.get_bool("model.self_interaction");
+  m.cross_layers = cfg.get_int("model.cross_layers");
+  m.cross_rank = cfg.get_int("model.cross_rank");
+  m.pooling = parse_pool_mode(cfg.get_string("model.pooling"));
+  m.seed = static_cast<uint64_t>(cfg.get_int("model.seed"));
+  m.validate();
+  return m;
+}
+
+int64_t parameter_count(const ParameterList& params) {
+  int64_t n = 0;
+  for (const Parameter* p : params) n += p->value.numel();
+  return n;
+}
+
+}  // namespace rf

@@ -1,0 +1,29 @@
+// A named trainable parameter with its gradient. Names are stable ("bottom_mlp.0.weight",
+// "embeddings.3.weight"): they are the keys of initial-weight files, checkpoints and exports.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "kernels/embedding_bag.h"
+#include "src/core/tensor.h"
+
+namespace rf {
+
+enum class Sharding { kReplicated, kRowSharded, kColumnSharded, kTableSharded };
+
+struct Parameter {
+  std::string name;
+  Tensor value;  // fp32 master weights, [rows, dim] for tables, PyTorch layout for dense layers
+  // Dense parameters: `grad` has value's shape and is overwritten by every backward.
+  // Embedding tables (sparse == true): the backward fills `sparse_grad` (unique rows + their rows of
+  // gradient) and `grad` stays undefined; only the touched rows are updated by the optimizer.
+  Tensor grad;
+  bool sparse = false;
+  SparseGrad sparse_grad;
+  Sharding sharding = Sharding::kReplicated;
+};
+
+using ParameterList = std::vector<Parameter*>;
+
+}  // namespace rf

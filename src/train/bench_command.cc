@@ -1,0 +1,86 @@
+// `recforge bench dlrm`: training throughput of the configured model on generated batches (uniform
+// random table rows, random dense values and labels), so that only the step itself is measured.
+#include <chrono>
+#include <cstdio>
+#include <random>
+
+#include "kernels/threads.h"
+#include "profiling/step_timer.h"
+#include "src/cli/commands.h"
+#include "src/config/config.h"
+#include "src/train/trainer.h"
+
+namespace rf::cli {
+
+namespace {
+
+data::Batch generated_batch(int64_t batch, int64_t num_dense, const std::vector<int64_t>& table_sizes, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  data::Batch b;
+  b.labels = Tensor::empty({batch}, DType::kF32);
+  b.dense = Tensor::empty({batch, num_dense}, DType::kF32);
+  std::uniform_real_distribution<float> dense(0.0f, 5.0f);  // the range of log(1 + count)
+  for (int64_t i = 0; i < batch; ++i) b.labels.data<float>()[i] = static_cast<float>(rng() & 1u);
+  for (int64_t i = 0; i < batch * num_dense; ++i) b.dense.data<float>()[i] = dense(rng);
+  for (int64_t rows : table_sizes) {
+    Tensor idx = Tensor::empty({batch}, DType::kI64);
+    Tensor off = Tensor::empty({batch + 1}, DType::kI64);
+    std::uniform_int_distribution<int64_t> pick(0, rows - 1);
+    for (int64_t i = 0; i < batch; ++i) idx.data<int64_t>()[i] = pick(rng);
+    for (int64_t i = 0; i <= batch; ++i) off.data<int64_t>()[i] = i;
+    b.indices.push_back(idx);
+    b.offsets.push_back(off);
+  }
+  return b;
+}
+
+}  // namespace
+
+int run_bench(const Config& cfg) {
+  int64_t tables = cfg.get_int("bench.tables");
+  std::vector<int64_t> sizes(static_cast<size_t>(tables), cfg.get_int("bench.rows_per_table"));
+  const int64_t kNumDense = 13;  // the Criteo layout
+  ModelConfig mc = model_config_from(cfg, kNumDense, sizes);
+  Trainer trainer(cfg, mc);
+  int64_t batch = cfg.get_int("train.batch_size");
+  int64_t steps = cfg.get_int("bench.steps");
+  int64_t warmup = cfg.get_int("bench.warmup");
+
+  // A few distinct batches so that the same rows are not hit every step.
+  std::vector<data::Batch> batches;
+  for (uint64_t s = 0; s < 4; ++s) batches.push_back(generated_batch(batch, kNumDense, mc.table_sizes, 17 + s));
+
+  for (int64_t i = 0; i < warmup; ++i) trainer.train_step(batches[static_cast<size_t>(i) % batches.size()]);
+  PhaseTimers before = trainer.timers();
+  std::vector<double> step_ms;
+  auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < steps; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    trainer.train_step(batches[static_cast<size_t>(i) % batches.size()]);
+    step_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::vector<double> sorted = step_ms;
+  std::sort(sorted.begin(), sorted.end());
+  double median_ms = sorted[sorted.size() / 2];
+  double samples_per_s = static_cast<double>(batch) / (median_ms / 1e3);
+
+  const PhaseTimers& after = trainer.timers();
+  std::printf("recforge bench %s: %s, %lld tables x %lld rows, dim %lld, batch %lld, %d threads, %s\n",
+              cfg.get_string("bench.target").c_str(), mc.type.c_str(), static_cast<long long>(tables),
+              static_cast<long long>(sizes.empty() ? 0 : sizes[0]), static_cast<long long>(mc.embedding_dim),
+              static_cast<long long>(batch), num_threads(), cfg.get_string("train.precision").c_str());
+  std::printf("%-12s %10s\n", "phase", "ms/step");
+  for (const char* phase : {"forward", "backward", "optimizer"})
+    std::printf("%-12s %10.3f\n", phase, 1e3 * (after.seconds(phase) - before.seconds(phase)) / static_cast<double>(steps));
+  std::printf("%-12s %10.3f (median of %lld steps; mean %.3f)\n", "step", median_ms, static_cast<long long>(steps),
+              1e3 * seconds / static_cast<double>(steps));
+  std::printf("samples/s    %10.0f\n", samples_per_s);
+  std::printf("{\"bench\": \"%s\", \"model\": \"%s\", \"batch\": %lld, \"threads\": %d, \"precision\": \"%s\", "
+              "\"median_step_ms\": %.4f, \"samples_per_s\": %.1f}\n",
+              cfg.get_string("bench.target").c_str(), mc.type.c_str(), static_cast<long long>(batch), num_threads(),
+              cfg.get_string("train.precision").c_str(), median_ms, samples_per_s);
+  return 0;
+}
+
+}  // namespace rf::cli

@@ -1,0 +1,244 @@
+// The single-process training loop (see trainer.h).
+#include "src/train/trainer.h"
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "kernels/loss.h"
+#include "kernels/threads.h"
+#include "profiling/step_timer.h"
+#include "src/config/config.h"
+#include "src/core/log.h"
+#include "src/io/tensor_file.h"
+#include "src/metrics/binary_metrics.h"
+#include "src/optim/optimizer.h"
+#include "src/optim/schedule.h"
+#include "src/train/data_source.h"
+#include "src/train/progress.h"
+
+namespace rf {
+
+struct Trainer::Timing {
+  PhaseTimers timers;
+  size_t data = timers.phase("data wait");
+  size_t forward = timers.phase("forward");
+  size_t backward = timers.phase("backward");
+  size_t optimizer = timers.phase("optimizer");
+  size_t eval = timers.phase("evaluation");
+  Tensor logits, dlogits;  // [batch]
+};
+
+namespace {
+
+OptimizerHyperparams hyperparams_from(const Config& cfg) {
+  OptimizerHyperparams hp;
+  hp.dense_lr = cfg.get_float("optimizer.lr");
+  double sparse_lr = cfg.get_float("optimizer.sparse_lr");
+  hp.sparse_lr = sparse_lr > 0 ? sparse_lr : hp.dense_lr;
+  hp.weight_decay = cfg.get_float("optimizer.weight_decay");
+  hp.beta1 = cfg.get_float("optimizer.beta1");
+  hp.beta2 = cfg.get_float("optimizer.beta2");
+  const std::string& dense = cfg.get_string("optimizer.dense");
+  hp.eps = dense == "adagrad" ? cfg.get_float("optimizer.adagrad_eps") : cfg.get_float("optimizer.eps");
+  hp.initial_accumulator = cfg.get_float("optimizer.adagrad_init");
+  return hp;
+}
+
+int64_t count_lines(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> buf(1 << 20);
+  int64_t lines = 0;
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    std::streamsize n = in.gcount();
+    for (std::streamsize i = 0; i < n; ++i) lines += buf[static_cast<size_t>(i)] == '\n';
+  }
+  return lines;
+}
+
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char s[64];
+  std::snprintf(s, sizeof s, "%.6f", v);
+  return s;
+}
+
+}  // namespace
+
+namespace {
+ModelConfig model_config_for_data(const Config& cfg) {
+  data::ColumnSchema schema = schema_from(cfg);
+  return model_config_from(cfg, schema.num_dense(), table_sizes_from(schema));
+}
+}  // namespace
+
+Trainer::Trainer(const Config& cfg) : Trainer(cfg, model_config_for_data(cfg)) {}
+
+Trainer::Trainer(const Config& cfg, const ModelConfig& mc) : cfg_(cfg), timing_(std::make_unique<Timing>()) {
+  set_num_threads(static_cast<int>(cfg.get_int("train.threads")));
+  model_ = make_model(mc);
+  params_ = model_->parameters();
+  const std::string& init = cfg.get_string("model.init");
+  if (!init.empty()) load_parameters(init, params_);
+
+  OptimizerHyperparams hp = hyperparams_from(cfg);
+  optimizer_ = make_optimizers(cfg.get_string("optimizer.dense"), cfg.get_string("optimizer.sparse"), hp);
+  optimizer_->init_state(params_);
+  schedule_ = std::make_unique<LrSchedule>();
+  schedule_->warmup_steps = cfg.get_int("optimizer.warmup_steps");
+  schedule_->decay = parse_lr_decay(cfg.get_string("optimizer.decay"));
+  schedule_->decay_start = cfg.get_int("optimizer.decay_start");
+  schedule_->decay_steps = cfg.get_int("optimizer.decay_steps");
+  schedule_->validate();
+  batch_size_ = cfg.get_int("train.batch_size");
+  eval_batch_size_ = cfg.get_int("train.eval_batch_size");
+}
+
+Trainer::~Trainer() = default;
+
+const PhaseTimers& Trainer::timers() const { return timing_->timers; }
+
+double Trainer::train_step(const data::Batch& batch) {
+  Timing& t = *timing_;
+  int64_t n = batch.size();
+  if (t.logits.shape() != Shape{n}) {
+    t.logits = Tensor::empty({n}, DType::kF32);
+    t.dlogits = Tensor::empty({n}, DType::kF32);
+  }
+  ModelInput in = model_input(batch);
+  double loss;
+  {
+    ScopedPhase p(t.timers, t.forward);
+    model_->forward(in, t.logits);
+    loss = bce_with_logits_forward(t.logits, batch.labels);
+  }
+  {
+    ScopedPhase p(t.timers, t.backward);
+    bce_with_logits_backward(t.logits, batch.labels, 1.0f, t.dlogits);
+    model_->backward(in, t.dlogits);
+  }
+  {
+    ScopedPhase p(t.timers, t.optimizer);
+    optimizer_->step(params_, step_, schedule_->scale(step_));
+  }
+  ++step_;
+  return loss;
+}
+
+EvalResult Trainer::evaluate(const data::Batch& all) {
+  ScopedPhase p(timing_->timers, timing_->eval);
+  BinaryMetrics metrics;
+  int64_t rows = all.size();
+  Tensor logits;
+  for (int64_t begin = 0; begin < rows; begin += eval_batch_size_) {
+    int64_t end = std::min(rows, begin + eval_batch_size_);
+    data::Batch part = (begin == 0 && end == rows) ? all : data::slice_batch(all, begin, end);
+    if (logits.shape() != Shape{end - begin}) logits = Tensor::empty({end - begin}, DType::kF32);
+    model_->forward(model_input(part), logits);
+    metrics.add(logits.data<float>(), part.labels.data<float>(), static_cast<size_t>(end - begin));
+  }
+  EvalResult r;
+  r.rows = rows;
+  r.auc = metrics.auc();
+  r.logloss = metrics.logloss();
+  return r;
+}
+
+TrainSummary Trainer::run() {
+  const std::string& train_path = cfg_.get_string("data.train");
+  const std::string& test_path = cfg_.get_string("data.test");
+  require_file("train", train_path);
+  if (!test_path.empty()) require_file("test", test_path);
+
+  data::ColumnSchema schema = schema_from(cfg_);
+  data::ReaderOptions ropts = reader_options_from(cfg_);
+  data::TsvReader reader(schema, {train_path}, ropts);
+
+  data::Batch test;
+  std::string test_summary;
+  if (!test_path.empty()) {
+    test = data::load_all(schema, {test_path}, ropts.skip_bad_rows ? ropts : data::ReaderOptions{}, &test_summary);
+    if (!test_summary.empty()) log_warn(test_path, ": ", test_summary);
+  }
+
+  int64_t epochs = cfg_.get_int("train.epochs");
+  int64_t max_steps = cfg_.get_int("train.steps");
+  int64_t eval_every = cfg_.get_int("train.eval_every");
+  int64_t rows_per_epoch = count_lines(train_path);
+  if (ropts.max_rows > 0) rows_per_epoch = std::min(rows_per_epoch, ropts.max_rows);
+  int64_t steps_per_epoch = (rows_per_epoch + batch_size_ - 1) / batch_size_;
+  int64_t total_steps = max_steps > 0 ? max_steps : steps_per_epoch * epochs;
+
+  std::string out_dir = cfg_.get_string("train.out_dir");
+  std::filesystem::create_directories(out_dir);
+  std::string metrics_path = cfg_.get_string("train.metrics_file");
+  if (metrics_path.empty()) metrics_path = out_dir + "/metrics.jsonl";
+  std::ofstream metrics_file(metrics_path);
+  if (!metrics_file) throw DataError("[train] metrics_file: cannot write '" + metrics_path + "'");
+
+  log_info("model ", model_->config().type, ": ", parameter_count(params_), " parameters; ", rows_per_epoch,
+           " training rows, batch ", batch_size_, ", ", total_steps, " steps");
+
+  TrainSummary summary;
+  ProgressLine progress(stderr, total_steps, std::max<int64_t>(1, total_steps / 20));
+  Timing& t = *timing_;
+  auto start = std::chrono::steady_clock::now();
+  auto evaluate_and_log = [&](const char* split) {
+    EvalResult r = evaluate(test);
+    progress.interrupt();
+    log_info("step ", step_, ": ", split, " auc=", json_number(r.auc), " logloss=", json_number(r.logloss));
+    metrics_file << "{\"step\": " << step_ << ", \"epoch\": " << (steps_per_epoch ? step_ / steps_per_epoch : 0)
+                 << ", \"split\": \"" << split << "\", \"auc\": " << json_number(r.auc)
+                 << ", \"logloss\": " << json_number(r.logloss) << ", \"rows\": " << r.rows
+                 << ", \"train_loss\": " << json_number(summary.last_loss) << "}\n";
+    metrics_file.flush();
+    return r;
+  };
+
+  data::Batch batch;
+  bool done = false;
+  for (int64_t epoch = 0; !done && (max_steps > 0 || epoch < epochs); ++epoch) {
+    reader.reset();
+    while (!done) {
+      bool got;
+      {
+        ScopedPhase p(t.timers, t.data);
+        got = reader.next(batch, batch_size_);
+      }
+      if (!got) break;
+      if (batch.size() == 0) continue;
+      summary.last_loss = train_step(batch);
+      if (!std::isfinite(summary.last_loss)) {
+        progress.interrupt();
+        throw Error("training diverged at step " + std::to_string(step_) + ": loss is " +
+                    std::to_string(summary.last_loss) + "; lower [optimizer] lr");
+      }
+      summary.samples += batch.size();
+      progress.update(step_, batch.size(), summary.last_loss);
+      if (max_steps > 0 && step_ >= max_steps) done = true;
+      if (eval_every > 0 && step_ % eval_every == 0 && test.size() > 0 && !done) evaluate_and_log("test");
+    }
+    if (rows_per_epoch == 0 || reader.rows_read() == 0) throw DataError("[data] train: '" + train_path + "' has no rows");
+  }
+  progress.finish();
+  summary.steps = step_;
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (reader.bad_rows() > 0) log_warn(train_path, ": ", reader.bad_rows_summary());
+
+  save_parameters(out_dir + "/params.h5", params_);
+  if (test.size() > 0) {
+    summary.test = evaluate_and_log("test");
+    summary.evaluated = true;
+  }
+  std::fprintf(stderr, "\n%s", t.timers.table(summary.steps).c_str());
+  std::fprintf(stderr, "trained %lld samples in %.2f s: %.0f samples/s\n", static_cast<long long>(summary.samples),
+               summary.seconds, summary.seconds > 0 ? summary.samples / summary.seconds : 0.0);
+  if (summary.evaluated)
+    std::printf("test auc=%.5f logloss=%.5f\n", summary.test.auc, summary.test.logloss);
+  std::fflush(stdout);
+  return summary;
+}
+
+}  // namespace rf

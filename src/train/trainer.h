@@ -1,0 +1,70 @@
+// The training loop on one process: read batches, forward, loss, backward, optimizer, evaluate every
+// N steps and at the end with exact AUC/logloss, write a JSON-lines metrics file, save the weights,
+// and report a per-phase time breakdown.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "dataloader/batch.h"
+#include "src/model/model.h"
+
+namespace rf {
+
+class Config;
+class PhaseTimers;
+class ParamGroupOptimizer;
+struct LrSchedule;
+
+struct EvalResult {
+  double auc = 0;
+  double logloss = 0;
+  int64_t rows = 0;
+};
+
+struct TrainSummary {
+  int64_t steps = 0;
+  int64_t samples = 0;
+  double seconds = 0;
+  double last_loss = 0;
+  EvalResult test;
+  bool evaluated = false;
+};
+
+class Trainer {
+ public:
+  // The model's shapes from [model] and the data schema of [data].
+  explicit Trainer(const Config& cfg);
+  // The model given explicitly (benchmarks on generated data); everything else from cfg.
+  Trainer(const Config& cfg, const ModelConfig& model);
+  ~Trainer();
+
+  // Runs the configured epochs/steps; prints progress to stderr and the final
+  // `test auc=... logloss=...` line to stdout.
+  TrainSummary run();
+
+  // Evaluates the current weights on a loaded data set.
+  EvalResult evaluate(const data::Batch& data);
+
+  // One optimisation step on one batch; returns its loss (before the update).
+  double train_step(const data::Batch& batch);
+
+  Model& model() { return *model_; }
+  // Per-phase seconds so far (data wait, forward, backward, optimizer, evaluation).
+  const PhaseTimers& timers() const;
+
+ private:
+  const Config& cfg_;
+  std::unique_ptr<Model> model_;
+  ParameterList params_;
+  std::unique_ptr<ParamGroupOptimizer> optimizer_;
+  std::unique_ptr<LrSchedule> schedule_;
+  int64_t step_ = 0;
+  int64_t batch_size_ = 0;
+  int64_t eval_batch_size_ = 0;
+  struct Timing;
+  std::unique_ptr<Timing> timing_;
+};
+
+}  // namespace rf
