@@ -66,6 +66,7 @@ def main():
             "beta1": attr(a, "beta1", 0.9),
             "beta2": attr(a, "beta2", 0.999),
             "weight_decay": attr(a, "weight_decay", 0.0),
+            "sparse_weight_decay": attr(a, "sparse_weight_decay", 0.0),
         }
         if not hp["batch_size"] or hp["batch_size"] <= 0:
             sys.exit(f"{args.data}: batch_size attribute missing or not positive")

@@ -238,16 +238,17 @@ def load_split(group, num_tables):
 # Optimizers
 
 class RowwiseAdagrad(torch.optim.Optimizer):
-    """recforge's sparse row-wise Adagrad, one fp32 accumulator per row.
+    """recforge's sparse row-wise Adagrad (FBGEMM EXACT_ROWWISE_ADAGRAD), one fp32 accumulator per row.
 
     For each row r touched in the batch, with g_r the gradient summed over all lookups of r:
-    acc[r] += mean(g_r^2); w_r -= lr * g_r / (sqrt(acc[r]) + eps). Rows not touched are not written
-    at all, so they stay bit-identical. Needs sparse gradients (EmbeddingBag(sparse=True)): a dense
+    acc[r] += mean(g_r^2); w_r -= lr * g_r / (sqrt(acc[r]) + eps). With weight_decay (FBGEMM's L2
+    mode, touched rows only) g_r + wd * w_r takes g_r's place. Rows not touched are not written at
+    all, so they stay bit-identical. Needs sparse gradients (EmbeddingBag(sparse=True)): a dense
     gradient cannot tell "touched with a zero gradient" from "not touched".
     """
 
-    def __init__(self, params, lr, eps=1e-8, initial_accumulator_value=0.0):
-        super().__init__(params, dict(lr=lr, eps=eps, init=initial_accumulator_value))
+    def __init__(self, params, lr, eps=1e-8, initial_accumulator_value=0.0, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, eps=eps, init=initial_accumulator_value, weight_decay=weight_decay))
         for group in self.param_groups:
             for p in group["params"]:
                 self.state[p]["acc"] = torch.full((p.shape[0],), float(group["init"]), dtype=torch.float32)
@@ -255,6 +256,7 @@ class RowwiseAdagrad(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self):
         for group in self.param_groups:
+            wd = group["weight_decay"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -263,11 +265,14 @@ class RowwiseAdagrad(torch.optim.Optimizer):
                 g = p.grad.coalesce()  # sums duplicate rows: g_r over all lookups of r
                 rows = g.indices()[0]
                 vals = g.values()  # [touched, dim]
+                w = p[rows]
+                if wd != 0:
+                    vals = vals + wd * w
                 acc = self.state[p]["acc"]
                 acc_rows = acc[rows] + vals.pow(2).mean(dim=1)
                 acc[rows] = acc_rows
-                p.index_add_(0, rows, vals / (acc_rows.sqrt() + group["eps"]).unsqueeze(1),
-                             alpha=-group["lr"])
+                mult = (group["lr"] / (acc_rows.sqrt() + group["eps"])).unsqueeze(1)  # [touched, 1]
+                p[rows] = w - mult * vals
 
 
 def make_dense_optimizer(name, params, lr, hp):
@@ -287,12 +292,16 @@ def make_dense_optimizer(name, params, lr, hp):
 
 
 def make_sparse_optimizer(name, params, lr, hp):
-    """Optimizers for tables with sparse gradients; both only write the touched rows."""
+    """Optimizers for tables with sparse gradients; both only write the touched rows. The dense
+    optimizer's weight_decay does not reach the tables; sparse_weight_decay does (row-wise Adagrad)."""
     if name == "sgd":
+        if hp.get("sparse_weight_decay", 0.0):
+            raise ValueError("sparse sgd has no weight decay in recforge (FBGEMM EXACT_SGD)")
         return torch.optim.SGD(params, lr=lr)
     if name == "rowwise_adagrad":
         return RowwiseAdagrad(params, lr=lr, eps=hp.get("adagrad_eps", 1e-8),
-                              initial_accumulator_value=hp.get("adagrad_init", 0.0))
+                              initial_accumulator_value=hp.get("adagrad_init", 0.0),
+                              weight_decay=hp.get("sparse_weight_decay", 0.0))
     raise ValueError(f"sparse_optimizer: expected sgd|rowwise_adagrad, got {name!r}")
 
 

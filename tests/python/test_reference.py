@@ -46,12 +46,12 @@ def test_auc():
     check(abs(ref.log_loss_from_logits(y, z) - (800 + np.log(2) + 800) / 3) < 1e-9, "logloss stays finite at |z|=800")
 
 
-def test_rowwise_adagrad():
+def test_rowwise_adagrad(wd, init):
     torch.manual_seed(0)
-    rows, dim, lr, eps, init = 10, 4, 0.1, 1e-8, 0.0
+    rows, dim, lr, eps = 10, 4, 0.1, 1e-8
     bag = torch.nn.EmbeddingBag(rows, dim, mode="sum", sparse=True)
     w0 = bag.weight.detach().clone()
-    opt = ref.RowwiseAdagrad([bag.weight], lr=lr, eps=eps, initial_accumulator_value=init)
+    opt = ref.RowwiseAdagrad([bag.weight], lr=lr, eps=eps, initial_accumulator_value=init, weight_decay=wd)
     acc = torch.full((rows,), init, dtype=torch.float64)
     w = w0.double()
     batches = [([1, 3, 3, 7], [0, 2, 3, 4]), ([3, 5], [0, 0, 1, 2])]  # row 3 looked up twice; an empty bag
@@ -62,13 +62,14 @@ def test_rowwise_adagrad():
         ((bag(idx, off[:-1]) - target) ** 2).sum().backward()
         g = bag.weight.grad.to_dense().double()  # g_r summed over all lookups of r
         for r in sorted(set(indices)):
-            acc[r] += (g[r] ** 2).mean()
-            w[r] -= lr * g[r] / (acc[r].sqrt() + eps)
+            gx = g[r] + wd * w[r]  # FBGEMM L2 weight decay, touched rows only
+            acc[r] += (gx ** 2).mean()
+            w[r] -= lr * gx / (acc[r].sqrt() + eps)
         opt.step()
     touched = sorted({r for b in batches for r in b[0]})
     err = float((bag.weight.detach().double() - w).abs().max())
     # weights are O(1) and the steps O(lr): fp32 rounding of each update, a few 1e-8 absolute
-    check(err < 1e-6, f"rowwise adagrad matches the formula (fp64 reference), max abs err {err:.2e}")
+    check(err < 1e-6, f"rowwise adagrad wd={wd} init={init} matches the formula (fp64 reference), max abs err {err:.2e}")
     # fp32 state against an fp64 recomputation from the same fp32 gradients: a few roundings of 6e-8
     acc_err = float(((opt.state[bag.weight]["acc"].double() - acc).abs() / (1e-12 + acc.abs())).max())
     check(acc_err < 1e-6, f"rowwise adagrad accumulator matches, max rel err {acc_err:.2e}")
@@ -98,7 +99,8 @@ def test_ml100k_bench():
 if __name__ == "__main__":
     torch.set_num_threads(1)
     test_auc()
-    test_rowwise_adagrad()
+    test_rowwise_adagrad(wd=0.0, init=0.0)
+    test_rowwise_adagrad(wd=0.1, init=0.5)
     test_ml100k_bench()
     print(f"{'FAILED: ' + str(len(failures)) if failures else 'all passed'}")
     sys.exit(1 if failures else 0)
