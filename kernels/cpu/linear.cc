@@ -70,10 +70,9 @@ void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y
     yp = ys.data();
   }
   // The bias goes in as the GEMM's C operand (beta = 1), saving a second pass over y. The copy is
-  // serial on purpose: with the pthread build of OpenBLAS, an OpenMP region right before the GEMM leaves
-  // libgomp's workers spinning while
-  // OpenBLAS's own pthreads start, and the two pools then fight for the cores (measured: 11 ms lost
-  // per call with 2 threads on 2 cores).
+  // serial on purpose: with the pthread build of OpenBLAS, an OpenMP region right before the GEMM
+  // leaves libgomp's workers spinning while OpenBLAS's own pthreads start, and the two pools fight
+  // for the cores (measured: 11 ms lost per call with 2 threads on 2 cores).
   if (b != nullptr) {
     const float* bp = b->data<float>();
     for (int64_t i = 0; i < batch; ++i) std::copy(bp, bp + out, yp + i * out);
