@@ -238,6 +238,15 @@ void check_name(const std::string& path, const std::string& name) {
 void write_tensors(const std::string& path, const NamedTensors& tensors,
                    const std::map<std::string, std::string>& string_attrs,
                    const std::map<std::string, int64_t>& int_attrs) {
+  FileAttrs attrs;
+  attrs.strings = string_attrs;
+  attrs.ints = int_attrs;
+  write_tensors(path, tensors, attrs);
+}
+
+void write_tensors(const std::string& path, const NamedTensors& tensors, const FileAttrs& attrs) {
+  const auto& string_attrs = attrs.strings;
+  const auto& int_attrs = attrs.ints;
   silence_hdf5();
   std::set<std::string> seen;
   for (const auto& [name, t] : tensors) {
@@ -276,6 +285,16 @@ void write_tensors(const std::string& path, const NamedTensors& tensors,
       write_scalar_attr(file.get(), tmp, k, str_type.get(), &s);
     }
     for (const auto& [k, v] : int_attrs) write_scalar_attr(file.get(), tmp, k, H5T_STD_I64LE, &v);
+    for (const auto& [k, v] : attrs.floats) write_scalar_attr(file.get(), tmp, k, H5T_IEEE_F64LE, &v);
+    for (const auto& [k, v] : attrs.int_lists) {
+      hsize_t n = v.size();
+      Id space = check<BackendError>(Id(H5Screate_simple(1, &n, nullptr), H5Sclose), tmp, "H5Screate_simple");
+      Id attr = check<BackendError>(
+          Id(H5Acreate2(file.get(), k.c_str(), H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose), tmp,
+          "cannot create attribute '" + k + "'");
+      if (n > 0)
+        check<BackendError>(H5Awrite(attr.get(), H5T_NATIVE_INT64, v.data()), tmp, "cannot write attribute '" + k + "'");
+    }
     check<BackendError>(H5Fflush(file.get(), H5F_SCOPE_GLOBAL), tmp, "cannot flush");
   }
   std::error_code ec;

@@ -27,6 +27,18 @@ void write_tensors(const std::string& path, const NamedTensors& tensors,
                    const std::map<std::string, std::string>& string_attrs = {},
                    const std::map<std::string, int64_t>& int_attrs = {});
 
+// Root attributes of every kind write_tensors can store. h5py reads strings as str, ints as numpy
+// int64 scalars, int_lists as 1-D int64 arrays and floats as numpy float64 scalars.
+struct FileAttrs {
+  std::map<std::string, std::string> strings;
+  std::map<std::string, int64_t> ints;
+  std::map<std::string, std::vector<int64_t>> int_lists;
+  std::map<std::string, double> floats;
+};
+// The same file as above, with any of the attribute kinds (files the PyTorch scripts read need float
+// hyper-parameters and int lists such as table_sizes).
+void write_tensors(const std::string& path, const NamedTensors& tensors, const FileAttrs& attrs);
+
 // Every dataset in the file, by path without the leading '/'. Float datasets come back as fp32
 // (float64 datasets, as numpy writes by default, are converted), fp16 stays fp16, integers as int32
 // or int64 (other integer widths are converted to int64). Host tensors.
