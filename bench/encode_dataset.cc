@@ -95,7 +95,7 @@ int run(const std::string& config_path, const std::vector<std::string>& override
                   {"beta1", cfg.get_float("optimizer.beta1")},
                   {"beta2", cfg.get_float("optimizer.beta2")},
                   {"weight_decay", cfg.get_float("optimizer.weight_decay")}};
-  write_tensors(out_path, out, attrs);
+  write_tensors_with_attrs(out_path, out, attrs);
   std::printf("wrote %s: %s, %lld train / %lld test rows, %d sparse features, %lld parameters\n", out_path.c_str(),
               mc.type.c_str(), static_cast<long long>(train.size()), static_cast<long long>(test.size()),
               train.num_sparse(), static_cast<long long>(parameter_count(params)));

@@ -241,10 +241,10 @@ void write_tensors(const std::string& path, const NamedTensors& tensors,
   FileAttrs attrs;
   attrs.strings = string_attrs;
   attrs.ints = int_attrs;
-  write_tensors(path, tensors, attrs);
+  write_tensors_with_attrs(path, tensors, attrs);
 }
 
-void write_tensors(const std::string& path, const NamedTensors& tensors, const FileAttrs& attrs) {
+void write_tensors_with_attrs(const std::string& path, const NamedTensors& tensors, const FileAttrs& attrs) {
   const auto& string_attrs = attrs.strings;
   const auto& int_attrs = attrs.ints;
   silence_hdf5();

@@ -35,9 +35,9 @@ struct FileAttrs {
   std::map<std::string, std::vector<int64_t>> int_lists;
   std::map<std::string, double> floats;
 };
-// The same file as above, with any of the attribute kinds (files the PyTorch scripts read need float
+// The same file as write_tensors, with any of the attribute kinds (files the PyTorch scripts read need float
 // hyper-parameters and int lists such as table_sizes).
-void write_tensors(const std::string& path, const NamedTensors& tensors, const FileAttrs& attrs);
+void write_tensors_with_attrs(const std::string& path, const NamedTensors& tensors, const FileAttrs& attrs);
 
 // Every dataset in the file, by path without the leading '/'. Float datasets come back as fp32
 // (float64 datasets, as numpy writes by default, are converted), fp16 stays fp16, integers as int32

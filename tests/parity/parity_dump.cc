@@ -155,7 +155,7 @@ int run(const Options& opt) {
                 {"cross_rank", mc.cross_rank}, {"steps", opt.steps}, {"seed", static_cast<int64_t>(opt.seed)}};
   attrs.int_lists = {{"bottom_mlp", mc.bottom_mlp}, {"top_mlp", mc.top_mlp}, {"table_sizes", mc.table_sizes}};
   attrs.floats = {{"lr", opt.lr}};
-  write_tensors(opt.out, out, attrs);
+  write_tensors_with_attrs(opt.out, out, attrs);
   std::printf("wrote %s: %s (cross_rank %lld), %lld steps, batch %lld, loss %.6f -> %.6f\n", opt.out.c_str(),
               mc.type.c_str(), static_cast<long long>(mc.cross_rank), static_cast<long long>(opt.steps),
               static_cast<long long>(opt.batch), losses.front(), losses.back());
