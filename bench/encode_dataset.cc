@@ -64,13 +64,11 @@ int run(const std::string& config_path, const std::vector<std::string>& override
   add_split(out, "test", test);
   for (const Parameter* p : params) out.emplace_back("params/" + p->name, p->value);
 
-  // Optimizer hyper-parameters exactly as the trainer derives them (trainer.cc, hyperparams_from): one
-  // eps serves the dense optimizer and row-wise Adagrad, optimizer.adagrad_eps when dense = adagrad and
-  // optimizer.eps otherwise; so both eps attributes carry that one value.
+  // Optimizer hyper-parameters exactly as the trainer derives them (trainer.cc, hyperparams_from):
+  // Adagrad (dense) and row-wise Adagrad take optimizer.adagrad_eps, Adam/AdamW optimizer.eps.
   const std::string& dense_opt = cfg.get_string("optimizer.dense");
   double lr = cfg.get_float("optimizer.lr");
   double sparse_lr = cfg.get_float("optimizer.sparse_lr");
-  double eps = dense_opt == "adagrad" ? cfg.get_float("optimizer.adagrad_eps") : cfg.get_float("optimizer.eps");
 
   FileAttrs attrs;
   attrs.strings = {{"model_type", mc.type},
@@ -89,8 +87,8 @@ int run(const std::string& config_path, const std::vector<std::string>& override
   attrs.int_lists = {{"bottom_mlp", mc.bottom_mlp}, {"top_mlp", mc.top_mlp}, {"table_sizes", mc.table_sizes}};
   attrs.floats = {{"lr", lr},
                   {"sparse_lr", sparse_lr > 0 ? sparse_lr : lr},
-                  {"eps", eps},
-                  {"adagrad_eps", eps},
+                  {"eps", cfg.get_float("optimizer.eps")},
+                  {"adagrad_eps", cfg.get_float("optimizer.adagrad_eps")},
                   {"adagrad_init", cfg.get_float("optimizer.adagrad_init")},
                   {"beta1", cfg.get_float("optimizer.beta1")},
                   {"beta2", cfg.get_float("optimizer.beta2")},

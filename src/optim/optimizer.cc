@@ -287,7 +287,7 @@ std::unique_ptr<Optimizer> make_dense_optimizer(const std::string& name, const O
 std::unique_ptr<Optimizer> make_sparse_optimizer(const std::string& name, const OptimizerHyperparams& hp) {
   if (name == "sgd") return std::make_unique<SparseSgd>();
   if (name == "rowwise_adagrad" || name == "exact_rowwise_adagrad")
-    return std::make_unique<RowwiseAdagrad>(hp.eps < 0.0 ? 1e-8 : hp.eps, hp.initial_accumulator,
+    return std::make_unique<RowwiseAdagrad>(hp.sparse_eps < 0.0 ? 1e-8 : hp.sparse_eps, hp.initial_accumulator,
                                             hp.sparse_weight_decay);
   throw ConfigError("unknown sparse optimizer '" + name + "' (choose sgd or rowwise_adagrad)");
 }

@@ -24,6 +24,7 @@ struct OptimizerHyperparams {
   double sparse_weight_decay = 0.0;  // sparse: L2 on touched rows only (FBGEMM weight_decay_mode=1)
   double eps = -1.0;                 // < 0: the optimizer's default (Adagrad 1e-10, Adam/AdamW 1e-8,
                                      //      row-wise Adagrad 1e-8 as TorchRec/FBGEMM)
+  double sparse_eps = -1.0;          // row-wise Adagrad's eps; < 0: 1e-8 (TorchRec/FBGEMM default)
   double beta1 = 0.9;
   double beta2 = 0.999;
   double initial_accumulator = 0.0;  // Adagrad and row-wise Adagrad

@@ -42,6 +42,7 @@ OptimizerHyperparams hyperparams_from(const Config& cfg) {
   hp.beta2 = cfg.get_float("optimizer.beta2");
   const std::string& dense = cfg.get_string("optimizer.dense");
   hp.eps = dense == "adagrad" ? cfg.get_float("optimizer.adagrad_eps") : cfg.get_float("optimizer.eps");
+  hp.sparse_eps = cfg.get_float("optimizer.adagrad_eps");
   hp.initial_accumulator = cfg.get_float("optimizer.adagrad_init");
   return hp;
 }
