@@ -32,7 +32,7 @@ const std::vector<ConfigKey> kSchema = {
   {"model.init",                    string_key(),                      "",                "HDF5 parameter file to start from instead of the seeded initialisation"},
   // ---- [data] ----
   {"data.format",                   choice_key("criteo|tsv"),          "criteo",          "input format: criteo (label, 13 dense, 26 hex categorical) or tsv (columns from data.schema)"},
-  {"data.train",                    string_key(),                      "",                "training data file"},
+  {"data.train",                    string_key(),                      "",                "training data: a tsv file (plain or gzip) or a directory of binary shards from recforge preprocess"},
   {"data.test",                     string_key(),                      "",                "test data file (used by eval and at the end of training)"},
   {"data.validation",               string_key(),                      "",                "validation data file (used every eval_every steps)"},
   {"data.schema",                   string_list_key(),                 "",                "tsv column layout, e.g. label,dense*6,cat*6,multi*1 (empty = criteo layout)"},
@@ -40,11 +40,18 @@ const std::vector<ConfigKey> kSchema = {
   {"data.hash_buckets",             int_key(1),                        "100000",          "categorical values are hashed modulo this"},
   {"data.skip_bad_rows",            bool_key(),                        "false",           "skip malformed rows with a warning instead of stopping"},
   {"data.max_rows",                 int_key(0),                        "0",               "read at most this many rows per file (0 = all)"},
+  {"data.shard_dir",                string_key(),                      "",                "preprocess: output directory of the binary shards (also --out DIR); one sub-directory per split"},
+  {"data.shard_rows",               int_key(1),                        "262144",          "preprocess: rows per binary shard file"},
+  {"data.freq_threshold",           int_key(0),                        "0",               "preprocess: categorical values seen fewer times in train map to one index (0 = keep hashed rows)"},
+  {"data.shuffle",                  bool_key(),                        "false",           "shards: shuffle block order and rows within blocks every epoch"},
+  {"data.shuffle_seed",             int_key(0),                        "0",               "shards: shuffle seed (the epoch is mixed in)"},
+  {"data.loader_threads",           int_key(0),                        "2",               "shards: decode workers per rank (0 = decode on the training thread)"},
+  {"data.prefetch_depth",           int_key(3),                        "4",               "batch buffers per rank; depth - 2 batches are decoded ahead of the trainer"},
   // ---- [train] ----
   {"train.batch_size",              int_key(1),                        "2048",            "global batch size (split across data-parallel ranks)"},
   {"train.epochs",                  int_key(1),                        "1",               "passes over the training data"},
   {"train.steps",                   int_key(0),                        "0",               "stop after this many steps (0 = epochs decide)"},
-  {"train.eval_every",              int_key(0),                        "0",               "evaluate on data.validation every N steps (0 = never)"},
+  {"train.eval_every",              int_key(0),                        "0",               "evaluate every N steps on data.validation, or data.test without one (0 = never)"},
   {"train.eval_batch_size",         int_key(1),                        "16384",           "batch size for evaluation"},
   {"train.threads",                 int_key(0),                        "0",               "CPU threads per rank (0 = all cores)"},
   {"train.precision",               choice_key("fp32|bf16|fp16"),      "fp32",            "compute dtype; master weights stay fp32"},
@@ -88,10 +95,11 @@ const std::vector<ConfigKey> kSchema = {
   {"synth.zipf_exponent",           positive_float_key(),              "1.1",             "synth: Zipf exponent of categorical value frequencies"},
   {"synth.logit_std",               positive_float_key(),              "1.25",            "synth: spread of the planted logit (larger = higher attainable AUC)"},
   // ---- [bench] ----
-  {"bench.target",                  choice_key("dlrm"),                "dlrm",            "bench: what to benchmark (the model in [model] on generated batches)"},
+  {"bench.target",                  choice_key("dlrm|comm|loader"),    "dlrm",            "bench: what to benchmark (dlrm: the model in [model] on generated batches; comm: collectives; loader: data loading vs the trainer)"},
   {"bench.steps",                   int_key(1),                        "50",              "bench: timed training steps"},
   {"bench.warmup",                  int_key(0),                        "5",               "bench: untimed steps before timing"},
   {"bench.rows_per_table",          int_key(1),                        "1000000",         "bench: rows of each embedding table with generated batches"},
+  {"bench.loader_rows",             int_key(1000),                     "300000",          "bench loader: rows of generated Criteo-format data"},
   {"bench.tables",                  int_key(1),                        "26",              "bench: number of embedding tables (categorical features)"},
 };
 // clang-format on

@@ -157,12 +157,25 @@ TrainSummary Trainer::run() {
   data::ReaderOptions ropts = reader_options_from(cfg_);
   data::TsvReader reader(schema, {train_path}, ropts);
 
-  data::Batch test;
-  std::string test_summary;
-  if (!test_path.empty()) {
-    test = data::load_all(schema, {test_path}, ropts.skip_bad_rows ? ropts : data::ReaderOptions{}, &test_summary);
-    if (!test_summary.empty()) log_warn(test_path, ": ", test_summary);
+  // Held-out sets are read whole; max_rows limits the training file only.
+  data::ReaderOptions eval_opts;
+  eval_opts.skip_bad_rows = ropts.skip_bad_rows;
+  auto load_split = [&](const std::string& path) {
+    std::string skipped;
+    data::Batch b = data::load_all(schema, {path}, eval_opts, &skipped);
+    if (!skipped.empty()) log_warn(path, ": ", skipped);
+    return b;
+  };
+  data::Batch test, validation;
+  if (!test_path.empty()) test = load_split(test_path);
+  const std::string& validation_path = cfg_.get_string("data.validation");
+  if (!validation_path.empty()) {
+    require_file("validation", validation_path);
+    validation = load_split(validation_path);
   }
+  // Periodic evaluations use the validation split when there is one, else the test split.
+  const data::Batch& periodic = validation.size() > 0 ? validation : test;
+  const char* periodic_name = validation.size() > 0 ? "validation" : "test";
 
   int64_t epochs = cfg_.get_int("train.epochs");
   int64_t max_steps = cfg_.get_int("train.steps");
@@ -186,8 +199,8 @@ TrainSummary Trainer::run() {
   ProgressLine progress(stderr, total_steps, std::max<int64_t>(1, total_steps / 20));
   Timing& t = *timing_;
   auto start = std::chrono::steady_clock::now();
-  auto evaluate_and_log = [&](const char* split) {
-    EvalResult r = evaluate(test);
+  auto evaluate_and_log = [&](const data::Batch& data, const char* split) {
+    EvalResult r = evaluate(data);
     progress.interrupt();
     log_info("step ", step_, ": ", split, " auc=", json_number(r.auc), " logloss=", json_number(r.logloss));
     metrics_file << "{\"step\": " << step_ << ", \"epoch\": " << (steps_per_epoch ? step_ / steps_per_epoch : 0)
@@ -219,7 +232,8 @@ TrainSummary Trainer::run() {
       summary.samples += batch.size();
       progress.update(step_, batch.size(), summary.last_loss);
       if (max_steps > 0 && step_ >= max_steps) done = true;
-      if (eval_every > 0 && step_ % eval_every == 0 && test.size() > 0 && !done) evaluate_and_log("test");
+      if (eval_every > 0 && step_ % eval_every == 0 && periodic.size() > 0 && !done)
+        evaluate_and_log(periodic, periodic_name);
     }
     if (rows_per_epoch == 0 || reader.rows_read() == 0) throw DataError("[data] train: '" + train_path + "' has no rows");
   }
@@ -230,7 +244,7 @@ TrainSummary Trainer::run() {
 
   save_parameters(out_dir + "/params.h5", params_);
   if (test.size() > 0) {
-    summary.test = evaluate_and_log("test");
+    summary.test = evaluate_and_log(test, "test");
     summary.evaluated = true;
   }
   std::fprintf(stderr, "\n%s", t.timers.table(summary.steps).c_str());
