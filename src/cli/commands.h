@@ -28,5 +28,7 @@ int run_train(const Config& cfg);
 int run_eval(const Config& cfg);
 int run_synth(const Config& cfg);
 int run_bench(const Config& cfg);
+// `recforge bench comm` (src/cli/bench_comm.cc): collective bandwidth, MPI and NCCL; run under mpirun.
+int run_bench_comm(const Config& cfg);
 
 }  // namespace rf::cli
