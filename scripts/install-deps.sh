@@ -7,12 +7,18 @@ pkgs=(
   build-essential cmake ninja-build pkg-config
   libopenblas-dev                 # CPU GEMMs (cblas_sgemm)
   libopenblas0-openmp             # ... its OpenMP build, which shares our OpenMP thread pool
+  libdnnl-dev                     # oneDNN: bf16-compute GEMMs on the CPU (AVX512-BF16)
   libopenmpi-dev openmpi-bin      # MPI communicator and mpirun
   libhdf5-dev                     # checkpoints and exports
   libboost-program-options-dev    # the recforge command line
   libgtest-dev                    # unit tests
   python3-torch python3-numpy python3-h5py  # PyTorch parity tests (Debian's python3)
 )
+
+# Python packages from PyPI go into Debian's python3 only without upgrading numpy: Debian's torch 1.13
+# and h5py are built for numpy 1.24 and break under numpy 2 ("numpy.dtype size changed"). onnxruntime
+# works with numpy 1.24 when installed with --no-deps plus its pure-Python needs; the `onnx` Python
+# package (through ml_dtypes) requires numpy 2, so recforge's tests do not use it.
 
 missing=()
 for p in "${pkgs[@]}"; do
