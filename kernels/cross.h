@@ -25,12 +25,14 @@ struct CrossSaved {
   Tensor vx;  // [batch, rank] = V x, low rank only
 };
 
-// x0, x, y [batch, dim] fp32.
-void cross_forward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, Tensor& y, CrossSaved& saved);
+// x0, x, y [batch, dim] fp32. `compute` is the GEMMs' operand type (see linear.h); the elementwise
+// part and everything kept in `saved` stay fp32.
+void cross_forward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, Tensor& y, CrossSaved& saved,
+                   DType compute = DType::kF32);
 
 // dy [batch, dim]. Adds this layer's share to dx0 (every cross layer reads x0, so callers zero it
 // once and each layer accumulates), writes (overwrites) dx and the weight gradients.
 void cross_backward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, const CrossSaved& saved,
-                    const Tensor& dy, Tensor& dx0, Tensor& dx, CrossGrads& grads);
+                    const Tensor& dy, Tensor& dx0, Tensor& dx, CrossGrads& grads, DType compute = DType::kF32);
 
 }  // namespace rf

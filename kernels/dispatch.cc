@@ -40,13 +40,22 @@ Device common_device(const char* op, std::initializer_list<const Tensor*> tensor
 
 // ---- linear ---------------------------------------------------------------------------------------
 void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
-  if (common_device("linear_forward", {&x, &w, b, &y}).is_cpu()) return cpu::linear_forward(x, w, b, y);
-  no_cuda("linear_forward");
+  linear_forward(x, w, b, y, DType::kF32);
 }
 
 void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor* db) {
+  linear_backward(x, w, dy, dx, dw, db, DType::kF32);
+}
+
+void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, DType compute) {
+  if (common_device("linear_forward", {&x, &w, b, &y}).is_cpu()) return cpu::linear_forward(x, w, b, y, compute);
+  no_cuda("linear_forward");
+}
+
+void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor* db,
+                     DType compute) {
   if (common_device("linear_backward", {&x, &w, &dy, dx, &dw, db}).is_cpu())
-    return cpu::linear_backward(x, w, dy, dx, dw, db);
+    return cpu::linear_backward(x, w, dy, dx, dw, db, compute);
   no_cuda("linear_backward");
 }
 
@@ -112,18 +121,19 @@ void interaction_backward(const Tensor& dense, const Tensor& emb, const Tensor& 
 }
 
 // ---- cross ----------------------------------------------------------------------------------------
-void cross_forward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, Tensor& y, CrossSaved& saved) {
+void cross_forward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, Tensor& y, CrossSaved& saved,
+                   DType compute) {
   if (common_device("cross_forward", {&x0, &x, &weights.w, &weights.v, &weights.u, &weights.b, &y}).is_cpu())
-    return cpu::cross_forward(x0, x, weights, y, saved);
+    return cpu::cross_forward(x0, x, weights, y, saved, compute);
   no_cuda("cross_forward");
 }
 
 void cross_backward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, const CrossSaved& saved,
-                    const Tensor& dy, Tensor& dx0, Tensor& dx, CrossGrads& grads) {
+                    const Tensor& dy, Tensor& dx0, Tensor& dx, CrossGrads& grads, DType compute) {
   if (common_device("cross_backward", {&x0, &x, &weights.w, &weights.v, &weights.u, &weights.b, &saved.h, &dy,
                                        &dx0, &dx})
           .is_cpu())
-    return cpu::cross_backward(x0, x, weights, saved, dy, dx0, dx, grads);
+    return cpu::cross_backward(x0, x, weights, saved, dy, dx0, dx, grads, compute);
   no_cuda("cross_backward");
 }
 

@@ -1,6 +1,6 @@
 // CPU implementations of every op in kernels/<op>.h (namespace rf::cpu). Same arguments and
-// semantics as the public declarations; kernels/dispatch.cc calls these for host tensors. GEMMs go to
-// OpenBLAS (cblas_sgemm), loops are OpenMP-parallel.
+// semantics as the public declarations; kernels/dispatch.cc calls these for host tensors. fp32 GEMMs go
+// to OpenBLAS (cblas_sgemm), bf16 ones to oneDNN; loops are OpenMP-parallel.
 #pragma once
 
 #include <cstdint>
@@ -16,8 +16,9 @@
 
 namespace rf::cpu {
 
-void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y);
-void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor* db);
+void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, DType compute);
+void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor* db,
+                     DType compute);
 
 void relu_forward(const Tensor& x, Tensor& y);
 void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx);
@@ -33,9 +34,10 @@ void interaction_forward(const Tensor& dense, const Tensor& emb, bool self_inter
 void interaction_backward(const Tensor& dense, const Tensor& emb, const Tensor& grad_out, bool self_interaction,
                           Tensor& grad_dense, Tensor& grad_emb);
 
-void cross_forward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, Tensor& y, CrossSaved& saved);
+void cross_forward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, Tensor& y, CrossSaved& saved,
+                   DType compute);
 void cross_backward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, const CrossSaved& saved,
-                    const Tensor& dy, Tensor& dx0, Tensor& dx, CrossGrads& grads);
+                    const Tensor& dy, Tensor& dx0, Tensor& dx, CrossGrads& grads, DType compute);
 
 double bce_with_logits_forward(const Tensor& logits, const Tensor& labels);
 void bce_with_logits_backward(const Tensor& logits, const Tensor& labels, float scale, Tensor& grad);

@@ -1,6 +1,6 @@
-// CPU DCNv2 cross layer: the GEMMs are linear_forward/linear_backward (so OpenBLAS), the rest is
-// elementwise. Forward y = x0 * h + x with h = W x + b (or U (V x) + b); backward dh = dy * x0,
-// dx0 += dy * h, dx = dh W (+ through V) + dy.
+// CPU DCNv2 cross layer: the GEMMs are linear_forward/linear_backward (OpenBLAS, or oneDNN for bf16
+// compute), the rest is elementwise in fp32. Forward y = x0 * h + x with h = W x + b (or U (V x) + b);
+// backward dh = dy * x0, dx0 += dy * h, dx = dh W (+ through V) + dy.
 #include "kernels/cpu/cpu_ops.h"
 
 namespace rf::cpu {
@@ -41,18 +41,19 @@ void ensure(Tensor& t, const Shape& shape) {
 
 }  // namespace
 
-void cross_forward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, Tensor& y, CrossSaved& saved) {
+void cross_forward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, Tensor& y, CrossSaved& saved,
+                   DType compute) {
   const CrossShape s = check_inputs("cross_forward", x0, x, weights);
   check_shape(y, {s.batch, s.dim}, "cross_forward: y");
   check_dtype(y, DType::kF32, "cross_forward: y");
   ensure(saved.h, {s.batch, s.dim});
   if (weights.low_rank()) {
     ensure(saved.vx, {s.batch, s.rank});
-    cpu::linear_forward(x, weights.v, nullptr, saved.vx);
-    cpu::linear_forward(saved.vx, weights.u, &weights.b, saved.h);
+    cpu::linear_forward(x, weights.v, nullptr, saved.vx, compute);
+    cpu::linear_forward(saved.vx, weights.u, &weights.b, saved.h, compute);
   } else {
     saved.vx = Tensor();
-    cpu::linear_forward(x, weights.w, &weights.b, saved.h);
+    cpu::linear_forward(x, weights.w, &weights.b, saved.h, compute);
   }
   const float* x0p = x0.data<float>();
   const float* xp = x.data<float>();
@@ -64,7 +65,7 @@ void cross_forward(const Tensor& x0, const Tensor& x, const CrossWeights& weight
 }
 
 void cross_backward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, const CrossSaved& saved,
-                    const Tensor& dy, Tensor& dx0, Tensor& dx, CrossGrads& grads) {
+                    const Tensor& dy, Tensor& dx0, Tensor& dx, CrossGrads& grads, DType compute) {
   const CrossShape s = check_inputs("cross_backward", x0, x, weights);
   const Shape bd{s.batch, s.dim};
   check_shape(saved.h, bd, "cross_backward: saved.h");
@@ -97,13 +98,13 @@ void cross_backward(const Tensor& x0, const Tensor& x, const CrossWeights& weigh
     ensure(grads.v, {s.rank, s.dim});
     grads.w = Tensor();
     Tensor dvx = Tensor::empty({s.batch, s.rank}, DType::kF32);
-    cpu::linear_backward(saved.vx, weights.u, dh, &dvx, grads.u, &grads.b);
-    cpu::linear_backward(x, weights.v, dvx, &dx, grads.v, nullptr);
+    cpu::linear_backward(saved.vx, weights.u, dh, &dvx, grads.u, &grads.b, compute);
+    cpu::linear_backward(x, weights.v, dvx, &dx, grads.v, nullptr, compute);
   } else {
     ensure(grads.w, {s.dim, s.dim});
     grads.v = Tensor();
     grads.u = Tensor();
-    cpu::linear_backward(x, weights.w, dh, &dx, grads.w, &grads.b);
+    cpu::linear_backward(x, weights.w, dh, &dx, grads.w, &grads.b, compute);
   }
 
   // The residual path y = ... + x.
