@@ -5,10 +5,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "kernels/loss.h"
 #include "kernels/threads.h"
 #include "profiling/step_timer.h"
+#include "src/checkpoint/checkpoint.h"
 #include "src/config/config.h"
 #include "src/core/log.h"
 #include "src/io/tensor_file.h"
@@ -27,6 +29,7 @@ struct Trainer::Timing {
   size_t backward = timers.phase("backward");
   size_t optimizer = timers.phase("optimizer");
   size_t eval = timers.phase("evaluation");
+  size_t checkpoint = timers.phase("checkpoint");
   Tensor logits, dlogits;  // [batch]
 };
 
@@ -185,11 +188,37 @@ TrainSummary Trainer::run() {
   int64_t steps_per_epoch = (rows_per_epoch + batch_size_ - 1) / batch_size_;
   int64_t total_steps = max_steps > 0 ? max_steps : steps_per_epoch * epochs;
 
+  // Resume: weights, optimizer state, step and loader position from a verified checkpoint.
+  const std::string ckpt_root = cfg_.get_string("checkpoint.dir");
+  const int64_t ckpt_every = cfg_.get_int("checkpoint.every");
+  const int ckpt_keep = static_cast<int>(cfg_.get_int("checkpoint.keep"));
+  const std::string& resume = cfg_.get_string("checkpoint.resume");
+  bool resumed = false;
+  if (!resume.empty()) {
+    std::string dir = resume;
+    if (resume == "auto") {
+      if (ckpt_root.empty()) throw ConfigError("[checkpoint] resume=auto needs [checkpoint] dir");
+      std::vector<std::string> warnings;
+      std::optional<std::string> latest = latest_valid_checkpoint(ckpt_root, &warnings);
+      for (const std::string& w : warnings) log_warn(w);
+      dir = latest.value_or("");
+      if (dir.empty()) log_info("no complete checkpoint under ", ckpt_root, ": starting from step 0");
+    }
+    if (!dir.empty()) {
+      TrainerState ts = load_checkpoint(dir, params_, optimizer_->state());
+      step_ = ts.step;
+      epoch_ = ts.epoch;
+      rows_in_epoch_ = ts.rows_in_epoch;
+      resumed = true;
+      log_info("resumed from ", dir, ": step ", step_, ", epoch ", epoch_, ", row ", rows_in_epoch_);
+    }
+  }
+
   std::string out_dir = cfg_.get_string("train.out_dir");
   std::filesystem::create_directories(out_dir);
   std::string metrics_path = cfg_.get_string("train.metrics_file");
   if (metrics_path.empty()) metrics_path = out_dir + "/metrics.jsonl";
-  std::ofstream metrics_file(metrics_path);
+  std::ofstream metrics_file(metrics_path, resumed ? std::ios::app : std::ios::trunc);
   if (!metrics_file) throw DataError("[train] metrics_file: cannot write '" + metrics_path + "'");
 
   log_info("model ", model_->config().type, ": ", parameter_count(params_), " parameters; ", rows_per_epoch,
@@ -211,10 +240,32 @@ TrainSummary Trainer::run() {
     return r;
   };
 
+  auto checkpoint = [&]() {
+    CheckpointContents c;
+    c.params = &params_;
+    c.optimizer_state = optimizer_->state();
+    c.trainer.step = step_;
+    c.trainer.epoch = epoch_;
+    c.trainer.rows_in_epoch = rows_in_epoch_;
+    c.trainer.model_seed = model_->config().seed;
+    c.trainer.last_loss = summary.last_loss;
+    c.config_dump = cfg_.dump();
+    ScopedPhase p(t.timers, t.checkpoint);
+    std::string dir = save_checkpoint(ckpt_root, c, ckpt_keep);
+    progress.interrupt();
+    log_info("checkpoint ", dir);
+  };
+
   data::Batch batch;
-  bool done = false;
-  for (int64_t epoch = 0; !done && (max_steps > 0 || epoch < epochs); ++epoch) {
+  bool done = max_steps > 0 && step_ >= max_steps;
+  for (; !done && (max_steps > 0 || epoch_ < epochs); ++epoch_, rows_in_epoch_ = 0) {
     reader.reset();
+    // Resuming mid-epoch: skip the rows the checkpointed run already trained on.
+    for (int64_t skip = rows_in_epoch_; skip > 0;) {
+      ScopedPhase p(t.timers, t.data);
+      if (!reader.next(batch, std::min(skip, 16 * batch_size_)) || batch.size() == 0) break;
+      skip -= batch.size();
+    }
     while (!done) {
       bool got;
       {
@@ -230,13 +281,17 @@ TrainSummary Trainer::run() {
                     std::to_string(summary.last_loss) + "; lower [optimizer] lr");
       }
       summary.samples += batch.size();
+      rows_in_epoch_ += batch.size();
       progress.update(step_, batch.size(), summary.last_loss);
       if (max_steps > 0 && step_ >= max_steps) done = true;
+      if (!ckpt_root.empty() && ckpt_every > 0 && step_ % ckpt_every == 0 && !done) checkpoint();
       if (eval_every > 0 && step_ % eval_every == 0 && periodic.size() > 0 && !done)
         evaluate_and_log(periodic, periodic_name);
     }
     if (rows_per_epoch == 0 || reader.rows_read() == 0) throw DataError("[data] train: '" + train_path + "' has no rows");
+    if (done) break;  // keep epoch_ and rows_in_epoch_ pointing at the next batch
   }
+  if (!ckpt_root.empty()) checkpoint();
   progress.finish();
   summary.steps = step_;
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

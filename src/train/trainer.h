@@ -61,6 +61,8 @@ class Trainer {
   std::unique_ptr<ParamGroupOptimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
   int64_t step_ = 0;
+  int64_t epoch_ = 0;          // epoch of the next batch
+  int64_t rows_in_epoch_ = 0;  // rows of that epoch already trained on
   int64_t batch_size_ = 0;
   int64_t eval_batch_size_ = 0;
   struct Timing;

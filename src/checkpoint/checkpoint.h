@@ -1,0 +1,52 @@
+// Checkpoints: one directory per step, written under a temporary name and renamed only when every
+// file is on disk, with a manifest holding the format version, the config, the world size and a
+// checksum of every file. A checkpoint that fails any check is refused with the file and the check
+// named; `latest_valid` then falls back to the previous complete one.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "src/core/tensor.h"
+#include "src/model/parameter.h"
+
+namespace rf {
+
+inline constexpr int kCheckpointFormatVersion = 1;
+
+// Everything besides tensors that a bit-exact resume needs.
+struct TrainerState {
+  int64_t step = 0;            // optimizer steps taken
+  int64_t epoch = 0;           // epoch the next batch belongs to
+  int64_t rows_in_epoch = 0;   // rows of that epoch already trained on (the loader position)
+  uint64_t model_seed = 0;     // for the record: the run's initialisation seed
+  double last_loss = 0;
+};
+
+struct CheckpointContents {
+  const ParameterList* params = nullptr;                              // model weights (fp32)
+  std::vector<std::pair<std::string, Tensor*>> optimizer_state;       // named fp32 state tensors
+  TrainerState trainer;
+  std::string config_dump;                                            // the effective config (INI)
+  int world_size = 1;
+};
+
+// Writes `root/step-<N>` (N = trainer.step) atomically and deletes all but the newest `keep`
+// complete checkpoints. Returns the final directory.
+std::string save_checkpoint(const std::string& root, const CheckpointContents& c, int keep);
+
+// Verifies the manifest and every file's checksum; throws DataError naming the file and the check.
+void verify_checkpoint(const std::string& dir);
+
+// Newest checkpoint under `root` that verifies; refused ones are reported through `warnings`.
+std::optional<std::string> latest_valid_checkpoint(const std::string& root, std::vector<std::string>* warnings);
+
+// Loads weights, optimizer state (every named tensor must be present with its shape) and trainer
+// state from a verified checkpoint.
+TrainerState load_checkpoint(const std::string& dir, const ParameterList& params,
+                             const std::vector<std::pair<std::string, Tensor*>>& optimizer_state);
+
+}  // namespace rf
