@@ -33,9 +33,9 @@ CrossWeights Dcnv2::CrossLayer::weights() const {
 Dcnv2::Dcnv2(const ModelConfig& cfg)
     : cfg_(cfg),
       width_(cfg.embedding_dim * (static_cast<int64_t>(cfg.table_sizes.size()) + 1)),
-      bottom_("bottom_mlp", cfg.num_dense, cfg.bottom_mlp, /*relu_last=*/true),
+      bottom_("bottom_mlp", cfg.num_dense, cfg.bottom_mlp, /*relu_last=*/true, cfg.compute),
       embeddings_(cfg.table_sizes, cfg.embedding_dim, cfg.pooling),
-      top_("top_mlp", width_, cfg.top_mlp, /*relu_last=*/false) {
+      top_("top_mlp", width_, cfg.top_mlp, /*relu_last=*/false, cfg.compute) {
   cfg.validate();
   for (int64_t l = 0; l < cfg.cross_layers; ++l) {
     std::string prefix = "cross." + std::to_string(l) + ".";
@@ -91,7 +91,7 @@ void Dcnv2::forward(const ModelInput& in, Tensor& logits) {
     std::memcpy(x0 + b * width_ + d, pe + b * T * d, static_cast<size_t>(T * d) * sizeof(float));
   }
   for (size_t l = 0; l < cross_.size(); ++l)
-    cross_forward(xs_[0], xs_[l], cross_[l].weights(), xs_[l + 1], cross_[l].saved);
+    cross_forward(xs_[0], xs_[l], cross_[l].weights(), xs_[l + 1], cross_[l].saved, cfg_.compute);
   const Tensor& out = top_.forward(xs_.back());
   check_shape(logits, {batch}, "logits");
   logits.copy_from(out.view({batch}));
@@ -110,7 +110,7 @@ void Dcnv2::backward(const ModelInput& in, const Tensor& dlogits) {
     grads.v = layer.v.grad;
     grads.u = layer.u.grad;
     grads.b = layer.b.grad;
-    cross_backward(xs_[0], xs_[l], layer.weights(), layer.saved, g, grad_x0_, *out_buf, grads);
+    cross_backward(xs_[0], xs_[l], layer.weights(), layer.saved, g, grad_x0_, *out_buf, grads, cfg_.compute);
     g = *out_buf;
     out_buf = out_buf == &grad_x_ ? &grad_x_next_ : &grad_x_;
   }

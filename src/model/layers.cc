@@ -26,8 +26,8 @@ double InitRng::normal(double mean, double sd) {
 
 // ---- Mlp --------------------------------------------------------------------------------------------
 
-Mlp::Mlp(std::string prefix, int64_t in_dim, const std::vector<int64_t>& widths, bool relu_last)
-    : in_dim_(in_dim), widths_(widths), relu_last_(relu_last) {
+Mlp::Mlp(std::string prefix, int64_t in_dim, const std::vector<int64_t>& widths, bool relu_last, DType compute)
+    : in_dim_(in_dim), widths_(widths), relu_last_(relu_last), compute_(compute) {
   int64_t fan_in = in_dim;
   for (size_t i = 0; i < widths.size(); ++i) {
     Parameter w, b;
@@ -75,7 +75,7 @@ const Tensor& Mlp::forward(const Tensor& x) {
   input_ = x;
   const Tensor* in = &x;
   for (size_t i = 0; i < weights_.size(); ++i) {
-    linear_forward(*in, weights_[i].value, &biases_[i].value, outputs_[i]);
+    linear_forward(*in, weights_[i].value, &biases_[i].value, outputs_[i], compute_);
     if (i + 1 < weights_.size() || relu_last_) relu_forward(outputs_[i], outputs_[i]);
     in = &outputs_[i];
   }
@@ -96,7 +96,7 @@ Tensor Mlp::backward(const Tensor& dy, bool need_input_grad) {
     Tensor* dx = nullptr;
     if (k > 0) dx = &grad_buffers_[k - 1];
     else if (need_input_grad) dx = &grad_input_;
-    linear_backward(in, weights_[k].value, g, dx, weights_[k].grad, &biases_[k].grad);
+    linear_backward(in, weights_[k].value, g, dx, weights_[k].grad, &biases_[k].grad, compute_);
     if (dx) g = *dx;
   }
   return need_input_grad ? grad_input_ : Tensor();

@@ -28,8 +28,10 @@ class InitRng {
 // Linear layers out_i = act(in_i w_i^T + b_i): ReLU after every layer, or every layer but the last.
 class Mlp {
  public:
-  // widths: output width of each layer; in_dim: width of the first layer's input.
-  Mlp(std::string prefix, int64_t in_dim, const std::vector<int64_t>& widths, bool relu_last);
+  // widths: output width of each layer; in_dim: width of the first layer's input; compute: the GEMMs'
+  // operand type (linear.h), parameters and activations stay fp32.
+  Mlp(std::string prefix, int64_t in_dim, const std::vector<int64_t>& widths, bool relu_last,
+      DType compute = DType::kF32);
 
   // DLRM reference initialisation: W ~ N(0, sqrt(2 / (fan_in + fan_out))), b ~ N(0, sqrt(1 / fan_out)).
   void init(InitRng& rng);
@@ -52,6 +54,7 @@ class Mlp {
   int64_t in_dim_;
   std::vector<int64_t> widths_;
   bool relu_last_;
+  DType compute_;
   std::vector<Parameter> weights_, biases_;
   Tensor input_;                     // [batch, in_dim] as given to forward (a view, not a copy)
   std::vector<Tensor> outputs_;      // [batch, widths[i]] after activation

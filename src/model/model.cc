@@ -20,6 +20,11 @@ void ModelConfig::validate() const {
   if (top_mlp.empty() || top_mlp.back() != 1) fail("top_mlp", "the last width must be 1 (the logit)");
   if (type == "dcnv2" && cross_layers < 0) fail("cross_layers", "expected >= 0");
   if (type == "dcnv2" && cross_rank < 0) fail("cross_rank", "expected >= 0 (0 = full rank)");
+  // The models run on the CPU, whose GEMMs take fp32 or bf16 operands; fp16 (with loss scaling) is CUDA's.
+  if (compute == DType::kF16)
+    throw ConfigError("train.precision=fp16 needs the CUDA backend; use bf16 or fp32 on the CPU");
+  if (compute != DType::kF32 && compute != DType::kBF16)
+    throw ConfigError(std::string("train.precision: expected fp32, bf16 or fp16, got ") + dtype_name(compute));
 }
 
 std::unique_ptr<Model> make_model(const ModelConfig& cfg) {
@@ -45,6 +50,7 @@ ModelConfig model_config_from(const Config& cfg, int64_t num_dense, const std::v
   m.cross_rank = cfg.get_int("model.cross_rank");
   m.pooling = parse_pool_mode(cfg.get_string("model.pooling"));
   m.seed = static_cast<uint64_t>(cfg.get_int("model.seed"));
+  m.compute = parse_dtype(cfg.get_string("train.precision"));  // schema allows fp32|bf16|fp16 only
   m.validate();
   return m;
 }

@@ -27,8 +27,10 @@ struct ModelConfig {
   int64_t cross_rank = 0;               // DCNv2: 0 = full-rank W
   PoolMode pooling = PoolMode::kSum;
   uint64_t seed = 1234;
+  DType compute = DType::kF32;          // train.precision: the GEMMs' operand type (weights stay fp32)
 
-  // Throws ConfigError naming the [model] key when the shapes cannot work together.
+  // Throws ConfigError naming the key when the shapes cannot work together, or when the CPU models
+  // cannot compute in `compute` (fp16).
   void validate() const;
 };
 
