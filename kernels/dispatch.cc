@@ -1,6 +1,6 @@
 // Routes each public op (kernels/<op>.h) to its CPU or CUDA implementation by the device of its
-// tensors. Every tensor of one call must live on one device; an op with no CUDA version yet throws
-// BackendError for CUDA tensors rather than copying behind the caller's back.
+// tensors. Every tensor of one call must live on one device (nothing is copied behind the caller's
+// back); CUDA tensors in a build without CUDA throw BackendError.
 #include <initializer_list>
 #include <string>
 
@@ -32,9 +32,15 @@ Device common_device(const char* op, std::initializer_list<const Tensor*> tensor
   return first ? first->device() : Device::cpu();
 }
 
+// The CUDA branch of an op: its rf::cuda version when recforge was built with CUDA, else BackendError.
+#if RECFORGE_WITH_CUDA
+#define RF_CUDA_OR_THROW(op, ...) __VA_ARGS__
+#else
 [[noreturn]] void no_cuda(const char* op) {
-  throw BackendError(std::string("op ") + op + " has no CUDA implementation yet");
+  throw BackendError(std::string("op ") + op + ": CUDA tensors but recforge was built without CUDA");
 }
+#define RF_CUDA_OR_THROW(op, ...) no_cuda(#op)
+#endif
 
 }  // namespace
 
@@ -49,35 +55,35 @@ void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor*
 
 void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, DType compute) {
   if (common_device("linear_forward", {&x, &w, b, &y}).is_cpu()) return cpu::linear_forward(x, w, b, y, compute);
-  no_cuda("linear_forward");
+  RF_CUDA_OR_THROW(linear_forward, return cuda::linear_forward(x, w, b, y, compute));
 }
 
 void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor* db,
                      DType compute) {
   if (common_device("linear_backward", {&x, &w, &dy, dx, &dw, db}).is_cpu())
     return cpu::linear_backward(x, w, dy, dx, dw, db, compute);
-  no_cuda("linear_backward");
+  RF_CUDA_OR_THROW(linear_backward, return cuda::linear_backward(x, w, dy, dx, dw, db, compute));
 }
 
 // ---- activations ----------------------------------------------------------------------------------
 void relu_forward(const Tensor& x, Tensor& y) {
   if (common_device("relu_forward", {&x, &y}).is_cpu()) return cpu::relu_forward(x, y);
-  no_cuda("relu_forward");
+  RF_CUDA_OR_THROW(relu_forward, return cuda::relu_forward(x, y));
 }
 
 void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
   if (common_device("relu_backward", {&y, &dy, &dx}).is_cpu()) return cpu::relu_backward(y, dy, dx);
-  no_cuda("relu_backward");
+  RF_CUDA_OR_THROW(relu_backward, return cuda::relu_backward(y, dy, dx));
 }
 
 void sigmoid_forward(const Tensor& x, Tensor& y) {
   if (common_device("sigmoid_forward", {&x, &y}).is_cpu()) return cpu::sigmoid_forward(x, y);
-  no_cuda("sigmoid_forward");
+  RF_CUDA_OR_THROW(sigmoid_forward, return cuda::sigmoid_forward(x, y));
 }
 
 void sigmoid_backward(const Tensor& y, const Tensor& dy, Tensor& dx) {
   if (common_device("sigmoid_backward", {&y, &dy, &dx}).is_cpu()) return cpu::sigmoid_backward(y, dy, dx);
-  no_cuda("sigmoid_backward");
+  RF_CUDA_OR_THROW(sigmoid_backward, return cuda::sigmoid_backward(y, dy, dx));
 }
 
 // ---- embedding bags -------------------------------------------------------------------------------
@@ -91,14 +97,14 @@ void embedding_bag_forward(const Tensor& table, const Tensor& indices, const Ten
                            Tensor& out) {
   if (common_device("embedding_bag_forward", {&table, &indices, &offsets, &out}).is_cpu())
     return cpu::embedding_bag_forward(table, indices, offsets, mode, out);
-  no_cuda("embedding_bag_forward");
+  RF_CUDA_OR_THROW(embedding_bag_forward, return cuda::embedding_bag_forward(table, indices, offsets, mode, out));
 }
 
 SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
                                   PoolMode mode, int64_t num_rows) {
   if (common_device("embedding_bag_backward", {&indices, &offsets, &grad_out}).is_cpu())
     return cpu::embedding_bag_backward(indices, offsets, grad_out, mode, num_rows);
-  no_cuda("embedding_bag_backward");
+  RF_CUDA_OR_THROW(embedding_bag_backward, return cuda::embedding_bag_backward(indices, offsets, grad_out, mode, num_rows));
 }
 
 // ---- interaction ----------------------------------------------------------------------------------
@@ -110,14 +116,14 @@ int64_t interaction_output_dim(int64_t num_tables, int64_t dim, bool self_intera
 void interaction_forward(const Tensor& dense, const Tensor& emb, bool self_interaction, Tensor& out) {
   if (common_device("interaction_forward", {&dense, &emb, &out}).is_cpu())
     return cpu::interaction_forward(dense, emb, self_interaction, out);
-  no_cuda("interaction_forward");
+  RF_CUDA_OR_THROW(interaction_forward, return cuda::interaction_forward(dense, emb, self_interaction, out));
 }
 
 void interaction_backward(const Tensor& dense, const Tensor& emb, const Tensor& grad_out, bool self_interaction,
                           Tensor& grad_dense, Tensor& grad_emb) {
   if (common_device("interaction_backward", {&dense, &emb, &grad_out, &grad_dense, &grad_emb}).is_cpu())
     return cpu::interaction_backward(dense, emb, grad_out, self_interaction, grad_dense, grad_emb);
-  no_cuda("interaction_backward");
+  RF_CUDA_OR_THROW(interaction_backward, return cuda::interaction_backward(dense, emb, grad_out, self_interaction, grad_dense, grad_emb));
 }
 
 // ---- cross ----------------------------------------------------------------------------------------
@@ -125,7 +131,7 @@ void cross_forward(const Tensor& x0, const Tensor& x, const CrossWeights& weight
                    DType compute) {
   if (common_device("cross_forward", {&x0, &x, &weights.w, &weights.v, &weights.u, &weights.b, &y}).is_cpu())
     return cpu::cross_forward(x0, x, weights, y, saved, compute);
-  no_cuda("cross_forward");
+  RF_CUDA_OR_THROW(cross_forward, return cuda::cross_forward(x0, x, weights, y, saved, compute));
 }
 
 void cross_backward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, const CrossSaved& saved,
@@ -134,20 +140,20 @@ void cross_backward(const Tensor& x0, const Tensor& x, const CrossWeights& weigh
                                        &dx0, &dx})
           .is_cpu())
     return cpu::cross_backward(x0, x, weights, saved, dy, dx0, dx, grads, compute);
-  no_cuda("cross_backward");
+  RF_CUDA_OR_THROW(cross_backward, return cuda::cross_backward(x0, x, weights, saved, dy, dx0, dx, grads, compute));
 }
 
 // ---- loss -----------------------------------------------------------------------------------------
 double bce_with_logits_forward(const Tensor& logits, const Tensor& labels) {
   if (common_device("bce_with_logits_forward", {&logits, &labels}).is_cpu())
     return cpu::bce_with_logits_forward(logits, labels);
-  no_cuda("bce_with_logits_forward");
+  RF_CUDA_OR_THROW(bce_with_logits_forward, return cuda::bce_with_logits_forward(logits, labels));
 }
 
 void bce_with_logits_backward(const Tensor& logits, const Tensor& labels, float scale, Tensor& grad) {
   if (common_device("bce_with_logits_backward", {&logits, &labels, &grad}).is_cpu())
     return cpu::bce_with_logits_backward(logits, labels, scale, grad);
-  no_cuda("bce_with_logits_backward");
+  RF_CUDA_OR_THROW(bce_with_logits_backward, return cuda::bce_with_logits_backward(logits, labels, scale, grad));
 }
 
 // ---- cast -----------------------------------------------------------------------------------------

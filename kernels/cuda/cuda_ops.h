@@ -1,15 +1,80 @@
 // CUDA implementations of the ops in kernels/<op>.h (namespace rf::cuda), for tensors on a CUDA
-// device. Only built when RECFORGE_WITH_CUDA; kernels/dispatch.cc routes to these and throws
-// BackendError for an op that has no CUDA version yet.
+// device. Only built when RECFORGE_WITH_CUDA; kernels/dispatch.cc routes to these. Same arguments and
+// semantics as the public declarations, plus a few device-only extras (fused ReLU epilogue, TF32,
+// bounds checks). Every kernel runs on the legacy default stream (see cuda_common.cuh), so calls are
+// ordered with each other and with the caching allocator; none of them synchronises the device except
+// where a result size or a validation error must reach the host (noted per op).
 #pragma once
 
+#include <cstdint>
+
+#include "kernels/activation.h"
 #include "kernels/cast.h"
+#include "kernels/cross.h"
+#include "kernels/embedding_bag.h"
+#include "kernels/interaction.h"
+#include "kernels/linear.h"
+#include "kernels/loss.h"
 #include "src/core/tensor.h"
 
 namespace rf::cuda {
 
+// ---- settings (process-wide) ---------------------------------------------------------------------
+// fp32-compute GEMMs on TF32 tensor cores (10-bit mantissa operands, fp32 accumulation). Off by
+// default: fp32 then matches the CPU to fp32 accuracy.
+void set_allow_tf32(bool on);
+bool allow_tf32();
+// Validate embedding offsets and indices on the device before use (one 8-byte device-to-host copy,
+// hence a synchronisation, per forward). On by default; turn off for inputs already validated (the
+// binary shard loader checks indices against the table sizes) to keep the step free of syncs.
+void set_embedding_bounds_checks(bool on);
+bool embedding_bounds_checks();
+
 // Elementwise fp32/fp16/bf16 conversion on the tensors' device, bit-identical to the CPU cast
-// (round to nearest even as src/core/dtype.h). Runs on the legacy default stream.
+// (round to nearest even as src/core/dtype.h).
 void cast(const Tensor& src, Tensor& dst);
+
+// ---- linear (kernels/cuda/linear.cu over the cuBLASLt wrapper in cublaslt_gemm.cc) ----------------
+// x, w, y one dtype: fp32, bf16 or fp16. `compute` is the GEMM operand type (fp32, bf16, fp16);
+// accumulation is fp32 always. fp32 tensors with 16-bit compute are rounded to the compute type into
+// scratch first (autocast). The bias (fp32) and, with `relu`, max(0, .) run in cuBLASLt's epilogue;
+// with a 16-bit output cuBLASLt takes the bias in the output type, so it is rounded to it first.
+void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, DType compute, bool relu = false);
+// dw and db fp32; dx in x's dtype. db is a deterministic column sum of dy in fp32.
+void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor* db,
+                     DType compute);
+
+// ---- activations: fp32, bf16 and fp16, math in fp32, in-place allowed ------------------------------
+void relu_forward(const Tensor& x, Tensor& y);
+void relu_backward(const Tensor& y, const Tensor& dy, Tensor& dx);
+void sigmoid_forward(const Tensor& x, Tensor& y);
+void sigmoid_backward(const Tensor& y, const Tensor& dy, Tensor& dx);
+
+// ---- embedding bags --------------------------------------------------------------------------------
+// Forward: groups of 1-32 lanes per bag (16-byte row reads), many bags per block, fp32 accumulation.
+// With bounds checks on, a bad offset or index throws DataError naming bag and index (one sync).
+void embedding_bag_forward(const Tensor& table, const Tensor& indices, const Tensor& offsets, PoolMode mode,
+                           Tensor& out);
+// Backward: radix sort of (row, bag) pairs by row (stable, so each row's bags stay ascending), run-length
+// encode to unique rows, then one lane group per unique row reduces its gradient rows in that fixed
+// order: no atomics, bit-reproducible. Synchronises once to size the result (the unique count).
+SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
+                                  PoolMode mode, int64_t num_rows);
+
+// ---- interaction, cross, loss ----------------------------------------------------------------------
+void interaction_forward(const Tensor& dense, const Tensor& emb, bool self_interaction, Tensor& out);
+void interaction_backward(const Tensor& dense, const Tensor& emb, const Tensor& grad_out, bool self_interaction,
+                          Tensor& grad_dense, Tensor& grad_emb);
+
+void cross_forward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, Tensor& y, CrossSaved& saved,
+                   DType compute);
+void cross_backward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, const CrossSaved& saved,
+                    const Tensor& dy, Tensor& dx0, Tensor& dx, CrossGrads& grads, DType compute);
+
+// The mean loss, reduced in double in a fixed order (two passes, no atomics); returns it to the host
+// (one sync). bce_with_logits_forward_device leaves it on the device instead: loss [1] fp32.
+double bce_with_logits_forward(const Tensor& logits, const Tensor& labels);
+void bce_with_logits_forward_device(const Tensor& logits, const Tensor& labels, Tensor& loss);
+void bce_with_logits_backward(const Tensor& logits, const Tensor& labels, float scale, Tensor& grad);
 
 }  // namespace rf::cuda

@@ -1,0 +1,35 @@
+// Internal to kernels/cuda: the sorted-lookup machinery the embedding backward shares with the fused
+// sparse optimizers in optim.cu, and the launch geometry of the row kernels.
+#pragma once
+
+#include <cstdint>
+
+#include "src/core/tensor.h"
+
+namespace rf::cuda::detail {
+
+// Every lookup of a batch grouped by table row: rows[u] ascending and unique, the lookups of rows[u]
+// are bags[starts[u] .. starts[u + 1]) in ascending bag order (a stable sort of position order).
+struct SortedLookups {
+  int64_t unique = 0;
+  Tensor rows;    // [unique] int64
+  Tensor starts;  // [unique + 1] int32
+  Tensor bags;    // [nnz] int32
+};
+
+// Validates offsets/indices when bounds checks are on (throws DataError as the CPU op does), then sorts.
+// Synchronises once to learn `unique`.
+SortedLookups sort_lookups(const char* op, const Tensor& indices, const Tensor& offsets, int64_t num_rows);
+
+// Shape checks shared by the ops; returns batch.
+int64_t check_bags(const char* op, const Tensor& indices, const Tensor& offsets);
+
+// Lanes per row (a power of two <= 32) so that lanes * vec covers dim in as few passes as possible.
+inline int lanes_for(int64_t dim, int vec) {
+  const int64_t need = (dim + vec - 1) / vec;
+  int g = 1;
+  while (g < 32 && g < need) g *= 2;
+  return g;
+}
+
+}  // namespace rf::cuda::detail

@@ -1,0 +1,423 @@
+// CUDA fused optimizers (kernels/optim_fused.h). Sparse: one lane group per touched row, sized like the
+// embedding kernels; the gradient row comes from a SparseGrad or is reduced on the fly from the sorted
+// lookups (fused backward + update). Row-wise Adagrad keeps up to four 4-wide pieces of the gradient in
+// registers between its two phases (sum of squares, then update) and recomputes the rest.
+// Dense: a multi-tensor launch whose kernel argument carries up to 48 tensors; each block finds its
+// tensor and chunk from a prefix table, so many small parameters cost one launch.
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/embedding_internal.h"
+#include "kernels/optim_fused.h"
+
+namespace rf {
+namespace {
+
+using cuda::detail::load_f32;
+using cuda::detail::load_vec;
+using cuda::detail::store_as;
+
+constexpr int kThreads = 256;
+constexpr int kCachedPieces = 4;
+
+// Gradient row piece [d0, d0 + V) of touched row u, from a SparseGrad's values.
+struct FromValues {
+  const float* values;
+  int64_t dim;
+  template <int V>
+  __device__ void operator()(int64_t u, int64_t d0, float (&g)[V]) const {
+    load_vec<float, V>(values + u * dim + d0, g);
+  }
+};
+
+// ... or reduced from the lookups of row u (bags in ascending order, as the backward does).
+struct FromBags {
+  const float* grad_out;
+  const int64_t* off;
+  const int32_t* starts;
+  const int32_t* bags;
+  int64_t dim;
+  bool mean;
+  template <int V>
+  __device__ void operator()(int64_t u, int64_t d0, float (&g)[V]) const {
+#pragma unroll
+    for (int i = 0; i < V; ++i) g[i] = 0.0f;
+    for (int32_t k = starts[u]; k < starts[u + 1]; ++k) {
+      const int64_t b = bags[k];
+      const float scale = mean ? 1.0f / static_cast<float>(off[b + 1] - off[b]) : 1.0f;
+      float x[V];
+      load_vec<float, V>(grad_out + b * dim + d0, x);
+#pragma unroll
+      for (int i = 0; i < V; ++i) g[i] += scale * x[i];
+    }
+  }
+};
+
+template <class T, int V, class Src>
+__global__ void __launch_bounds__(kThreads) sparse_sgd_kernel(T* __restrict__ table, const int64_t* __restrict__ rows,
+                                                              int64_t unique, int64_t dim, int lanes, float neg_lr,
+                                                              Src src) {
+  const int lane = threadIdx.x % lanes;
+  const int64_t u = static_cast<int64_t>(blockIdx.x) * (kThreads / lanes) + threadIdx.x / lanes;
+  if (u >= unique) return;
+  T* w = table + rows[u] * dim;
+  for (int64_t d0 = static_cast<int64_t>(lane) * V; d0 < dim; d0 += static_cast<int64_t>(lanes) * V) {
+    float g[V];
+    src.template operator()<V>(u, d0, g);
+#pragma unroll
+    for (int i = 0; i < V; ++i) w[d0 + i] = store_as<T>(fmaf(neg_lr, g[i], load_f32(w[d0 + i])));
+  }
+}
+
+template <class T, int V, class Src>
+__global__ void __launch_bounds__(kThreads) rowwise_adagrad_kernel(T* __restrict__ table, float* __restrict__ acc,
+                                                                   const int64_t* __restrict__ rows, int64_t unique,
+                                                                   int64_t dim, int lanes, float lr, float eps,
+                                                                   float wd, Src src) {
+  const int lane = threadIdx.x % lanes;
+  const int64_t u = static_cast<int64_t>(blockIdx.x) * (kThreads / lanes) + threadIdx.x / lanes;
+  // Groups past the end stay for the shuffles below (a full-warp mask needs every lane) but touch nothing.
+  const bool active = u < unique;
+  const int64_t row = active ? rows[u] : 0;
+  T* w = table + row * dim;
+  const bool decay = wd != 0.0f;
+  const int64_t step = static_cast<int64_t>(lanes) * V;
+  float cache[kCachedPieces][V];
+  float sum_sq = 0.0f;
+#pragma unroll
+  for (int c = 0; c < kCachedPieces; ++c) {
+    const int64_t d0 = static_cast<int64_t>(lane) * V + c * step;
+    if (active && d0 < dim) {
+      src.template operator()<V>(u, d0, cache[c]);
+#pragma unroll
+      for (int i = 0; i < V; ++i) {
+        const float gx = decay ? cache[c][i] + wd * load_f32(w[d0 + i]) : cache[c][i];
+        sum_sq += gx * gx;
+      }
+    }
+  }
+  for (int64_t d0 = static_cast<int64_t>(lane) * V + kCachedPieces * step; active && d0 < dim; d0 += step) {
+    float g[V];
+    src.template operator()<V>(u, d0, g);
+#pragma unroll
+    for (int i = 0; i < V; ++i) {
+      const float gx = decay ? g[i] + wd * load_f32(w[d0 + i]) : g[i];
+      sum_sq += gx * gx;
+    }
+  }
+  const float old_acc = active ? acc[row] : 0.0f;  // read by every lane before lane 0 writes (shuffles sync)
+  for (int o = lanes / 2; o > 0; o >>= 1) sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, o);
+  if (!active) return;
+  // FBGEMM divides the row's sum of squares by D (not a multiply by 1/D).
+  const float new_acc = old_acc + sum_sq / static_cast<float>(dim);
+  if (lane == 0) acc[row] = new_acc;
+  const float multiplier = lr / (sqrtf(new_acc) + eps);
+  const float correction = decay ? 1.0f - multiplier * wd : 1.0f;
+#pragma unroll
+  for (int c = 0; c < kCachedPieces; ++c) {
+    const int64_t d0 = static_cast<int64_t>(lane) * V + c * step;
+    if (d0 < dim)
+#pragma unroll
+      for (int i = 0; i < V; ++i)
+        w[d0 + i] = store_as<T>(correction * load_f32(w[d0 + i]) - multiplier * cache[c][i]);
+  }
+  for (int64_t d0 = static_cast<int64_t>(lane) * V + kCachedPieces * step; d0 < dim; d0 += step) {
+    float g[V];
+    src.template operator()<V>(u, d0, g);
+#pragma unroll
+    for (int i = 0; i < V; ++i) w[d0 + i] = store_as<T>(correction * load_f32(w[d0 + i]) - multiplier * g[i]);
+  }
+}
+
+void check_table(const Tensor& table, const char* op) {
+  RF_CHECK(table.device().is_cuda(), op, ": table on ", table.device().str(), "; the fused optimizers are CUDA-only");
+  if (table.dim() != 2 || !is_floating(table.dtype()))
+    throw ShapeError(std::string(op) + ": table must be a 2-d fp32/fp16/bf16 tensor, got " +
+                     dtype_name(table.dtype()) + shape_str(table.shape()));
+}
+
+void check_acc(const Tensor& table, const Tensor& acc, const char* op) {
+  check_shape(acc, {table.size(0)}, (std::string(op) + ": acc").c_str());
+  check_dtype(acc, DType::kF32, (std::string(op) + ": acc").c_str());
+  RF_CHECK(acc.device() == table.device(), op, ": acc on ", acc.device().str(), ", table on ", table.device().str());
+}
+
+// Launches `kernel_for<T, V>` over `unique` rows with the group geometry of the embedding kernels. The
+// gradient source reads fp32 pieces: 4-wide when dim and every base pointer allow 16-byte loads.
+template <class Launch>
+void launch_rows(const Tensor& table, int64_t unique, bool vec, Launch launch) {
+  const int64_t dim = table.size(1);
+  if (unique == 0 || dim == 0) return;
+  const int lanes = cuda::detail::lanes_for(dim, vec ? 4 : 1);
+  const int64_t groups = kThreads / lanes;
+  const unsigned grid = static_cast<unsigned>((unique + groups - 1) / groups);
+  auto by_vec = [&](auto tag) {
+    using T = decltype(tag);
+    if (vec) launch(std::integral_constant<int, 4>{}, static_cast<T*>(table.raw()), grid, lanes);
+    else launch(std::integral_constant<int, 1>{}, static_cast<T*>(table.raw()), grid, lanes);
+  };
+  switch (table.dtype()) {
+    case DType::kF32: by_vec(float{}); break;
+    case DType::kBF16: by_vec(bf16{}); break;
+    default: by_vec(f16{}); break;
+  }
+  cuda::detail::check_launch();
+}
+
+void check_sparse_grad(const Tensor& table, const SparseGrad& grad, const char* op) {
+  const std::string o(op);
+  check_dtype(grad.rows, DType::kI64, (o + ": grad.rows").c_str());
+  check_dtype(grad.values, DType::kF32, (o + ": grad.values").c_str());
+  check_shape(grad.values, {grad.rows.numel(), table.size(1)}, (o + ": grad.values").c_str());
+  RF_CHECK(grad.rows.device() == table.device() && grad.values.device() == table.device(), op,
+           ": gradient and table on different devices");
+}
+
+struct Sorted {
+  cuda::detail::SortedLookups s;
+  FromBags src;
+  bool vec;
+};
+
+Sorted sort_for_update(const char* op, const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
+                       PoolMode mode, const Tensor& table) {
+  const int64_t batch = cuda::detail::check_bags(op, indices, offsets);
+  check_shape(grad_out, {batch, table.size(1)}, (std::string(op) + ": grad_out").c_str());
+  check_dtype(grad_out, DType::kF32, (std::string(op) + ": grad_out").c_str());
+  Sorted r{cuda::detail::sort_lookups(op, indices, offsets, table.size(0)), {}, false};
+  r.src = FromBags{grad_out.data<float>(), offsets.data<int64_t>(), r.s.starts.data<int32_t>(),
+                   r.s.bags.data<int32_t>(), table.size(1), mode == PoolMode::kMean};
+  r.vec = table.size(1) % 4 == 0 && cuda::detail::alignment_of(grad_out.raw()) >= 16;
+  return r;
+}
+
+// ---- dense multi-tensor ---------------------------------------------------------------------------------
+constexpr int kMaxTensors = 48;
+constexpr int kChunk = kThreads * 4;  // elements per block
+
+struct TensorList {
+  float* p[4][kMaxTensors];        // param, grad, state 1, state 2
+  int64_t n[kMaxTensors];
+  int32_t block_start[kMaxTensors + 1];  // prefix of chunk counts
+  int count;
+};
+
+struct AdamConsts {
+  float neg_step_size, bc2_sqrt, b1, one_minus_b1, b2, one_minus_b2, eps, wd, decay_factor, grad_scale;
+  bool l2, decoupled;
+};
+
+struct AdagradConsts {
+  float clr_neg, wd, eps, grad_scale;
+  bool decay;
+};
+
+__device__ __forceinline__ int find_tensor(const TensorList& l) {
+  int lo = 0, hi = l.count - 1;  // last t with block_start[t] <= blockIdx.x
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (l.block_start[mid] <= static_cast<int32_t>(blockIdx.x)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+__global__ void __launch_bounds__(kThreads) adam_kernel(TensorList l, AdamConsts c) {
+  const int t = find_tensor(l);
+  const int64_t base = static_cast<int64_t>(blockIdx.x - l.block_start[t]) * kChunk;
+  float* w = l.p[0][t];
+  const float* g = l.p[1][t];
+  float* m = l.p[2][t];
+  float* v = l.p[3][t];
+  const int64_t end = min(base + kChunk, l.n[t]);
+  for (int64_t i = base + threadIdx.x; i < end; i += blockDim.x) {
+    float wi = w[i];
+    float gi = g[i] * c.grad_scale;
+    if (c.l2) gi = fmaf(c.wd, wi, gi);
+    if (c.decoupled) wi = wi * c.decay_factor;
+    const float mi = fmaf(c.one_minus_b1, gi, m[i] * c.b1);
+    const float vi = fmaf(c.one_minus_b2 * gi, gi, v[i] * c.b2);
+    m[i] = mi;
+    v[i] = vi;
+    const float denom = sqrtf(vi) / c.bc2_sqrt + c.eps;
+    w[i] = wi + (c.neg_step_size * mi) / denom;
+  }
+}
+
+__global__ void __launch_bounds__(kThreads) adagrad_kernel(TensorList l, AdagradConsts c) {
+  const int t = find_tensor(l);
+  const int64_t base = static_cast<int64_t>(blockIdx.x - l.block_start[t]) * kChunk;
+  float* w = l.p[0][t];
+  const float* g = l.p[1][t];
+  float* sum = l.p[2][t];
+  const int64_t end = min(base + kChunk, l.n[t]);
+  for (int64_t i = base + threadIdx.x; i < end; i += blockDim.x) {
+    const float wi = w[i];
+    float gi = g[i] * c.grad_scale;
+    if (c.decay) gi = fmaf(c.wd, wi, gi);
+    const float s = fmaf(gi, gi, sum[i]);
+    sum[i] = s;
+    const float std_ = sqrtf(s) + c.eps;
+    w[i] = wi + (c.clr_neg * gi) / std_;
+  }
+}
+
+// Groups the tensors into lists of up to kMaxTensors (and under 2^31 blocks) and launches `run` per list.
+template <class Run>
+void multi_tensor(const char* op, const std::vector<std::vector<const Tensor*>>& lists, Run run) {
+  const size_t count = lists[0].size();
+  for (const auto& l : lists)
+    RF_CHECK(l.size() == count, op, ": tensor lists of different lengths (", l.size(), " vs ", count, ")");
+  if (count == 0) return;
+  const Device dev = lists[0][0]->device();
+  RF_CHECK(dev.is_cuda(), op, ": parameters on ", dev.str(), "; the fused optimizers are CUDA-only");
+  cuda::detail::DeviceScope scope(dev.index);
+  TensorList tl{};
+  int64_t blocks = 0;
+  auto flush = [&]() {
+    if (tl.count == 0) return;
+    tl.block_start[tl.count] = static_cast<int32_t>(blocks);
+    if (blocks > 0) run(tl, static_cast<unsigned>(blocks));
+    cuda::detail::check_launch();
+    tl = TensorList{};
+    blocks = 0;
+  };
+  for (size_t i = 0; i < count; ++i) {
+    const Tensor* first = lists[0][i];
+    for (size_t k = 0; k < lists.size(); ++k) {
+      const Tensor* t = lists[k][i];
+      RF_CHECK(t != nullptr && t->defined(), op, ": tensor ", i, " of list ", k, " is undefined");
+      check_dtype(*t, DType::kF32, op);
+      RF_CHECK(t->device() == dev, op, ": tensor ", i, " on ", t->device().str(), ", expected ", dev.str());
+      RF_CHECK(t->numel() == first->numel(), op, ": tensor ", i, " of list ", k, " has ", t->numel(),
+               " elements, the parameter ", first->numel());
+    }
+    const int64_t chunks = (first->numel() + kChunk - 1) / kChunk;
+    if (chunks == 0) continue;
+    if (tl.count == kMaxTensors || blocks + chunks >= (int64_t{1} << 31) - 1) flush();
+    for (size_t k = 0; k < lists.size(); ++k) tl.p[k][tl.count] = static_cast<float*>(lists[k][i]->raw());
+    tl.n[tl.count] = first->numel();
+    tl.block_start[tl.count] = static_cast<int32_t>(blocks);
+    ++tl.count;
+    blocks += chunks;
+  }
+  flush();
+}
+
+template <class T>
+std::vector<const Tensor*> as_const(const std::vector<T*>& v) {
+  return {v.begin(), v.end()};
+}
+
+}  // namespace
+
+void sparse_sgd_update(Tensor& table, const SparseGrad& grad, float lr) {
+  const char* op = "sparse_sgd_update";
+  check_table(table, op);
+  check_sparse_grad(table, grad, op);
+  cuda::detail::DeviceScope scope(table);
+  const int64_t unique = grad.rows.numel(), dim = table.size(1);
+  const FromValues src{grad.values.data<float>(), dim};
+  const bool vec = dim % 4 == 0 && cuda::detail::alignment_of(grad.values.raw()) >= 16;
+  launch_rows(table, unique, vec, [&](auto v, auto* w, unsigned grid, int lanes) {
+    using T = std::remove_pointer_t<decltype(w)>;
+    sparse_sgd_kernel<T, decltype(v)::value, FromValues><<<grid, kThreads, 0, cuda::detail::stream()>>>(
+        w, grad.rows.data<int64_t>(), unique, dim, lanes, -lr, src);
+  });
+}
+
+void sparse_rowwise_adagrad_update(Tensor& table, Tensor& acc, const SparseGrad& grad,
+                                   const RowwiseAdagradArgs& args) {
+  const char* op = "sparse_rowwise_adagrad_update";
+  check_table(table, op);
+  check_acc(table, acc, op);
+  check_sparse_grad(table, grad, op);
+  cuda::detail::DeviceScope scope(table);
+  const int64_t unique = grad.rows.numel(), dim = table.size(1);
+  const FromValues src{grad.values.data<float>(), dim};
+  const bool vec = dim % 4 == 0 && cuda::detail::alignment_of(grad.values.raw()) >= 16;
+  launch_rows(table, unique, vec, [&](auto v, auto* w, unsigned grid, int lanes) {
+    using T = std::remove_pointer_t<decltype(w)>;
+    rowwise_adagrad_kernel<T, decltype(v)::value, FromValues><<<grid, kThreads, 0, cuda::detail::stream()>>>(
+        w, acc.data<float>(), grad.rows.data<int64_t>(), unique, dim, lanes, args.lr, args.eps, args.weight_decay,
+        src);
+  });
+}
+
+void embedding_bag_backward_sgd(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out, PoolMode mode,
+                                Tensor& table, float lr) {
+  const char* op = "embedding_bag_backward_sgd";
+  check_table(table, op);
+  cuda::detail::DeviceScope scope(table);
+  Sorted s = sort_for_update(op, indices, offsets, grad_out, mode, table);
+  const int64_t dim = table.size(1);
+  launch_rows(table, s.s.unique, s.vec, [&](auto v, auto* w, unsigned grid, int lanes) {
+    using T = std::remove_pointer_t<decltype(w)>;
+    sparse_sgd_kernel<T, decltype(v)::value, FromBags><<<grid, kThreads, 0, cuda::detail::stream()>>>(
+        w, s.s.rows.data<int64_t>(), s.s.unique, dim, lanes, -lr, s.src);
+  });
+}
+
+void embedding_bag_backward_rowwise_adagrad(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
+                                            PoolMode mode, Tensor& table, Tensor& acc,
+                                            const RowwiseAdagradArgs& args) {
+  const char* op = "embedding_bag_backward_rowwise_adagrad";
+  check_table(table, op);
+  check_acc(table, acc, op);
+  cuda::detail::DeviceScope scope(table);
+  Sorted s = sort_for_update(op, indices, offsets, grad_out, mode, table);
+  const int64_t dim = table.size(1);
+  launch_rows(table, s.s.unique, s.vec, [&](auto v, auto* w, unsigned grid, int lanes) {
+    using T = std::remove_pointer_t<decltype(w)>;
+    rowwise_adagrad_kernel<T, decltype(v)::value, FromBags><<<grid, kThreads, 0, cuda::detail::stream()>>>(
+        w, acc.data<float>(), s.s.rows.data<int64_t>(), s.s.unique, dim, lanes, args.lr, args.eps,
+        args.weight_decay, s.src);
+  });
+}
+
+void fused_adam_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads,
+                     const std::vector<Tensor*>& exp_avg, const std::vector<Tensor*>& exp_avg_sq,
+                     const AdamArgs& a) {
+  // Scalars exactly as src/optim's Adam: double arithmetic rounded to fp32 once.
+  const double t = static_cast<double>(a.step + 1);
+  const double lr_d = static_cast<double>(a.lr);
+  const double bias_correction1 = 1.0 - std::pow(a.beta1, t);
+  const double bias_correction2 = 1.0 - std::pow(a.beta2, t);
+  AdamConsts c{};
+  c.neg_step_size = static_cast<float>(-(lr_d / bias_correction1));
+  c.bc2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+  c.b1 = static_cast<float>(a.beta1);
+  c.one_minus_b1 = static_cast<float>(1.0 - a.beta1);
+  c.b2 = static_cast<float>(a.beta2);
+  c.one_minus_b2 = static_cast<float>(1.0 - a.beta2);
+  c.eps = static_cast<float>(a.eps);
+  c.wd = static_cast<float>(a.weight_decay);
+  c.decay_factor = static_cast<float>(1.0 - lr_d * a.weight_decay);
+  c.grad_scale = a.grad_scale;
+  c.l2 = !a.decoupled && a.weight_decay != 0.0;
+  c.decoupled = a.decoupled && a.weight_decay != 0.0;
+  multi_tensor("fused_adam_step", {as_const(params), grads, as_const(exp_avg), as_const(exp_avg_sq)},
+               [&](const TensorList& l, unsigned blocks) {
+                 adam_kernel<<<blocks, kThreads, 0, cuda::detail::stream()>>>(l, c);
+               });
+}
+
+void fused_adagrad_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads,
+                        const std::vector<Tensor*>& sums, const AdagradArgs& a) {
+  const double t = static_cast<double>(a.step + 1);
+  AdagradConsts c{};
+  c.clr_neg = static_cast<float>(-(static_cast<double>(a.lr) / (1.0 + (t - 1.0) * a.lr_decay)));
+  c.wd = static_cast<float>(a.weight_decay);
+  c.eps = static_cast<float>(a.eps);
+  c.grad_scale = a.grad_scale;
+  c.decay = a.weight_decay != 0.0;
+  multi_tensor("fused_adagrad_step", {as_const(params), grads, as_const(sums)},
+               [&](const TensorList& l, unsigned blocks) {
+                 adagrad_kernel<<<blocks, kThreads, 0, cuda::detail::stream()>>>(l, c);
+               });
+}
+
+}  // namespace rf

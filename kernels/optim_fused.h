@@ -1,0 +1,72 @@
+// Fused optimizer kernels for CUDA tensors (kernels/cuda/optim.cu); device-only: every tensor must live
+// on one CUDA device, and the declarations exist only in builds with RECFORGE_WITH_CUDA (the CPU
+// optimizers are src/optim). The arithmetic is src/optim/optimizer.h's, in the same order and with the
+// same explicit FMAs, so a CUDA step matches the CPU step to the last bit or two.
+//
+// Sparse (embedding tables, fp32/fp16/bf16 storage, update math in fp32, rounded to nearest even on
+// store): SGD and FBGEMM EXACT_ROWWISE_ADAGRAD applied to the rows a backward touched, either from a
+// SparseGrad or fused with the embedding backward so the per-row gradient never reaches memory.
+// Dense (fp32 master weights): multi-tensor Adam/AdamW and Adagrad, many parameters per launch.
+#pragma once
+
+#if RECFORGE_WITH_CUDA
+
+#include <cstdint>
+#include <vector>
+
+#include "kernels/embedding_bag.h"
+#include "src/core/tensor.h"
+
+namespace rf {
+
+// ---- sparse ----------------------------------------------------------------------------------------
+// Row-wise Adagrad hyper-parameters (RowwiseAdagrad in src/optim/optimizer.h).
+struct RowwiseAdagradArgs {
+  float lr = 0.01f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;  // L2 on touched rows (FBGEMM weight_decay_mode 1)
+};
+
+// table [rows, dim]; grad from embedding_bag_backward (rows unique). w[r] += -lr * g.
+void sparse_sgd_update(Tensor& table, const SparseGrad& grad, float lr);
+// acc [rows] fp32 (the "momentum1" state).
+void sparse_rowwise_adagrad_update(Tensor& table, Tensor& acc, const SparseGrad& grad, const RowwiseAdagradArgs& args);
+
+// embedding_bag_backward and the update in one pass over the sorted lookups: each touched row's
+// gradient is reduced in registers (same fixed order as the backward) and applied at once.
+void embedding_bag_backward_sgd(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out, PoolMode mode,
+                                Tensor& table, float lr);
+void embedding_bag_backward_rowwise_adagrad(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
+                                            PoolMode mode, Tensor& table, Tensor& acc,
+                                            const RowwiseAdagradArgs& args);
+
+// ---- dense, multi-tensor ------------------------------------------------------------------------------
+// torch.optim.Adam / AdamW (decoupled) as src/optim's Adam. `step` is the 0-based global step (bias
+// corrections use t = step + 1). `grad_scale` multiplies every gradient first (1 / loss scale for fp16
+// training, so no separate unscale pass is needed).
+struct AdamArgs {
+  float lr = 1e-3f;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+  bool decoupled = false;
+  int64_t step = 0;
+  float grad_scale = 1.0f;
+};
+// params, grads, exp_avg, exp_avg_sq: equal-length lists of fp32 tensors, element counts matching per
+// index. One launch per 48 tensors.
+void fused_adam_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads,
+                     const std::vector<Tensor*>& exp_avg, const std::vector<Tensor*>& exp_avg_sq,
+                     const AdamArgs& args);
+
+// torch.optim.Adagrad as src/optim's Adagrad.
+struct AdagradArgs {
+  float lr = 0.01f;
+  double eps = 1e-10, weight_decay = 0.0, lr_decay = 0.0;
+  int64_t step = 0;
+  float grad_scale = 1.0f;
+};
+void fused_adagrad_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads,
+                        const std::vector<Tensor*>& sums, const AdagradArgs& args);
+
+}  // namespace rf
+
+#endif  // RECFORGE_WITH_CUDA
