@@ -28,6 +28,7 @@ Tensor BatchBuffer::reserve(size_t name_id, int64_t numel, int64_t row_width, DT
         }
       }
     }
+    set_iota(name_id, 0);
     // Grow by half again so that slowly growing multi-hot batches do not reallocate every time.
     int64_t cap = std::max<int64_t>(numel + numel / 2, 1);
     if (row_width > 0) {

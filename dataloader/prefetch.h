@@ -32,12 +32,20 @@ class BatchBuffer {
   // takes a view of the rows it fills. Pinned when pinning was asked for and a device is present.
   Tensor reserve(size_t name_id, int64_t numel, int64_t row_width, DType dtype);
 
+  // How many leading elements of tensor `name_id` are known to hold 0, 1, 2, ... (reset on growth).
+  int64_t iota(size_t name_id) const { return name_id < iota_.size() ? iota_[name_id] : 0; }
+  void set_iota(size_t name_id, int64_t n) {
+    if (iota_.size() <= name_id) iota_.resize(name_id + 1, 0);
+    iota_[name_id] = n;
+  }
+
   std::vector<RowRef> rows;     // scratch: the rows of the batch being produced
   EpochOrder::Cursor cursor;    // scratch: the within-block permutation last computed
 
  private:
   bool pin_;
   std::vector<Tensor> tensors_;
+  std::vector<int64_t> iota_;
   std::vector<void*> pinned_;
 };
 

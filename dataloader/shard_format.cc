@@ -168,15 +168,20 @@ void decode_shard_header(const std::string& path, const uint8_t* data, size_t si
     if (fl.table_rows < 1 || fl.table_rows > (uint64_t{1} << 32))
       bad(path, at + 8, "sparse feature " + std::to_string(f + 1) + ": bad table size " + std::to_string(fl.table_rows));
   }
-  if (l.record_bytes() != h.record_bytes)
+  uint64_t record_bytes = 4 + 4ull * l.num_dense;
+  for (const FeatureLayout& fl : l.features) record_bytes += fl.kind == FeatureKind::kMultiHot ? 4ull * (1 + fl.max_bag) : 4;
+  if (record_bytes != h.record_bytes)
     bad(path, 24, "record size " + std::to_string(h.record_bytes) + " does not match the layout's " +
-                      std::to_string(l.record_bytes()) + " bytes");
-  uint64_t expect = h.header_bytes + h.num_rows * h.record_bytes;
-  if (file_bytes < expect)
+                      std::to_string(record_bytes) + " bytes");
+  // Compared by division: num_rows * record_bytes may not fit 64 bits in a corrupt header.
+  const uint64_t body = file_bytes - h.header_bytes;
+  const uint64_t whole_rows = body / record_bytes;
+  if (whole_rows < h.num_rows)
     bad(path, file_bytes, "truncated shard: " + std::to_string(h.num_rows) + " rows of " +
-                              std::to_string(h.record_bytes) + " bytes need " + std::to_string(expect) +
-                              " bytes, file has " + std::to_string(file_bytes) + " (row " +
-                              std::to_string((file_bytes - h.header_bytes) / h.record_bytes) + " is incomplete)");
+                              std::to_string(h.record_bytes) + " bytes need " +
+                              std::to_string(h.header_bytes + h.num_rows * record_bytes) + " bytes, file has " +
+                              std::to_string(file_bytes) + " (row " + std::to_string(whole_rows) + " is incomplete)");
+  const uint64_t expect = h.header_bytes + h.num_rows * record_bytes;
   if (file_bytes > expect)
     bad(path, expect, std::to_string(file_bytes - expect) + " unexpected bytes after the last of " +
                           std::to_string(h.num_rows) + " rows");

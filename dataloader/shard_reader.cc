@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -63,6 +64,43 @@ void ShardFile::verify_block(int64_t b) const {
   if (checksum64(p, static_cast<size_t>(rows) * stride_) != block_checksums_[static_cast<size_t>(b)]) {
     throw DataError(path_ + ": byte " + std::to_string(p - map_) + ": block " + std::to_string(b) + " (rows " +
                     std::to_string(first) + ".." + std::to_string(first + rows - 1) + "): checksum mismatch");
+  }
+  // Contents a checksum cannot vouch for (a shard written by another tool, or crafted): labels 0/1,
+  // finite dense values, bag counts within capacity and rows inside their tables. Once per block, so
+  // decoding needs no checks per value.
+  const std::vector<uint32_t> fo = layout_.feature_offsets();
+  for (int64_t r = first; r < first + rows; ++r) {
+    const uint8_t* rec = record(r);
+    auto fail = [&](const uint8_t* at, const std::string& what) {
+      throw DataError(path_ + ": byte " + std::to_string(at - map_) + ": row " + std::to_string(r) + ": " + what);
+    };
+    float label;
+    std::memcpy(&label, rec, 4);
+    if (!(label == 0.0f || label == 1.0f)) fail(rec, "label " + std::to_string(label) + " is not 0 or 1");
+    for (uint32_t d = 0; d < layout_.num_dense; ++d) {
+      float x;
+      std::memcpy(&x, rec + 4 + 4 * d, 4);
+      if (!std::isfinite(x)) fail(rec + 4 + 4 * d, "dense " + std::to_string(d + 1) + " is not finite");
+    }
+    for (size_t f = 0; f < fo.size(); ++f) {
+      const FeatureLayout& fl = layout_.features[f];
+      const uint8_t* p = rec + fo[f];
+      uint32_t count = 1;
+      if (fl.kind == FeatureKind::kMultiHot) {
+        std::memcpy(&count, p, 4);
+        if (count == 0 || count > fl.max_bag)
+          fail(p, "sparse feature " + std::to_string(f + 1) + ": bag count " + std::to_string(count) + " outside 1.." +
+                      std::to_string(fl.max_bag));
+        p += 4;
+      }
+      for (uint32_t e = 0; e < count; ++e) {
+        uint32_t v;
+        std::memcpy(&v, p + 4 * e, 4);
+        if (v >= fl.table_rows)
+          fail(p + 4 * e, "sparse feature " + std::to_string(f + 1) + ": row " + std::to_string(v) +
+                              " outside its table of " + std::to_string(fl.table_rows) + " rows");
+      }
+    }
   }
   verified_[static_cast<size_t>(b)].store(true, std::memory_order_release);
 }
@@ -126,40 +164,63 @@ void ShardDataset::decode(const RowRef* rows, int64_t n, BatchBuffer& buf, Batch
   float* lp = labels.data<float>();
   float* dp = dense.data<float>();
   std::vector<int64_t*> ip(ns), op(ns);
-  for (size_t f = 0; f < ns; ++f) {
-    const int64_t cap = n * layout_.features[f].max_bag;
-    ip[f] = buf.reserve(2 + 2 * f, cap, 0, DType::kI64).data<int64_t>();
-    op[f] = buf.reserve(3 + 2 * f, n + 1, 0, DType::kI64).data<int64_t>();
-    op[f][0] = 0;
-  }
   std::vector<int64_t> nnz(ns, 0);
-  for (int64_t i = 0; i < n; ++i) {
-    const RowRef r = rows[i];
-    const ShardFile& sf = *shards_[static_cast<size_t>(r.shard)];
-    sf.verify_row(r.row);
-    const uint8_t* rec = sf.record(r.row);
-    std::memcpy(lp + i, rec, 4);
-    std::memcpy(dp + i * nd, rec + 4, static_cast<size_t>(nd) * 4);
-    const std::vector<uint32_t>& fo = feature_offsets_[static_cast<size_t>(r.shard)];
-    const std::vector<FeatureLayout>& fl = sf.layout().features;
+  for (size_t f = 0; f < ns; ++f) {
+    const bool multi = layout_.features[f].kind == FeatureKind::kMultiHot;
+    ip[f] = buf.reserve(2 + 2 * f, n * layout_.features[f].max_bag, 0, DType::kI64).data<int64_t>();
+    Tensor off = buf.reserve(3 + 2 * f, n + 1, 0, DType::kI64);
+    op[f] = off.data<int64_t>();
+    // A categorical feature's offsets are 0, 1, 2, ...: written once per buffer, not per batch.
+    if (!multi && buf.iota(3 + 2 * f) < n + 1) {
+      for (int64_t i = 0; i < off.numel(); ++i) op[f][i] = i;
+      buf.set_iota(3 + 2 * f, off.numel());
+    } else if (multi) {
+      buf.set_iota(3 + 2 * f, 0);
+      op[f][0] = 0;
+    }
+    if (!multi) nnz[f] = n;
+  }
+  // Tiles of rows: gather the record pointers first, then copy feature by feature so that each
+  // output array is written sequentially while the tile's records stay in L1.
+  constexpr int64_t kTile = 64;
+  const uint8_t* rec[kTile];
+  const uint32_t* fo[kTile];
+  for (int64_t i0 = 0; i0 < n; i0 += kTile) {
+    const int64_t t = std::min(kTile, n - i0);
+    for (int64_t j = 0; j < t; ++j) {
+      const RowRef r = rows[i0 + j];
+      const ShardFile& sf = *shards_[static_cast<size_t>(r.shard)];
+      sf.verify_row(r.row);
+      rec[j] = sf.record(r.row);
+      fo[j] = feature_offsets_[static_cast<size_t>(r.shard)].data();
+    }
+    for (int64_t j = 0; j < t; ++j) {
+      std::memcpy(lp + i0 + j, rec[j], 4);
+      std::memcpy(dp + (i0 + j) * nd, rec[j] + 4, static_cast<size_t>(nd) * 4);
+    }
     for (size_t f = 0; f < ns; ++f) {
-      const uint8_t* p = rec + fo[f];
-      uint32_t v;
-      std::memcpy(&v, p, 4);
-      if (fl[f].kind == FeatureKind::kCategorical) {
-        ip[f][nnz[f]++] = v;
-      } else {
-        if (v == 0 || v > fl[f].max_bag)
-          throw DataError(sf.path() + ": byte " + std::to_string(sf.offset_of(p)) +
-                          ": row " + std::to_string(r.row) + ", sparse feature " + std::to_string(f + 1) +
-                          ": bag count " + std::to_string(v) + " outside 1.." + std::to_string(fl[f].max_bag));
-        for (uint32_t j = 0; j < v; ++j) {
-          uint32_t x;
-          std::memcpy(&x, p + 4 + 4 * j, 4);
-          ip[f][nnz[f]++] = x;
+      int64_t* dst = ip[f];
+      if (layout_.features[f].kind == FeatureKind::kCategorical) {
+        for (int64_t j = 0; j < t; ++j) {
+          uint32_t v;
+          std::memcpy(&v, rec[j] + fo[j][f], 4);
+          dst[i0 + j] = v;
         }
+      } else {
+        int64_t k = nnz[f];
+        for (int64_t j = 0; j < t; ++j) {
+          const uint8_t* p = rec[j] + fo[j][f];
+          uint32_t count;
+          std::memcpy(&count, p, 4);  // in 1..max_bag: checked with the block
+          for (uint32_t e = 0; e < count; ++e) {
+            uint32_t v;
+            std::memcpy(&v, p + 4 + 4 * e, 4);
+            dst[k++] = v;
+          }
+          op[f][i0 + j + 1] = k;
+        }
+        nnz[f] = k;
       }
-      op[f][i + 1] = nnz[f];
     }
   }
   Batch b;

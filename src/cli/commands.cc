@@ -11,6 +11,8 @@ const std::vector<Command>& commands() {
       {"train", "train a model described by the config (data, model, optimizer, parallelism)", run_train, true, nullptr},
       {"eval", "evaluate a checkpoint or export on data.test and print loss, AUC and accuracy", run_eval, true, nullptr},
       {"synth", "write a synthetic click dataset with the config's data layout (for the quickstart)", run_synth, true, nullptr},
+      {"preprocess", "convert data.train/validation/test to binary shards: `recforge preprocess --config FILE --out DIR`",
+       run_preprocess, true, nullptr},
       {"bench", "benchmark training throughput on generated batches: `recforge bench dlrm --config FILE`", run_bench,
        true, "bench.target"},
   };

@@ -30,5 +30,10 @@ int run_synth(const Config& cfg);
 int run_bench(const Config& cfg);
 // `recforge bench comm` (src/cli/bench_comm.cc): collective bandwidth, MPI and NCCL; run under mpirun.
 int run_bench_comm(const Config& cfg);
+// `recforge preprocess` (src/cli/preprocess_command.cc): tsv splits -> binary shards in data.shard_dir.
+int run_preprocess(const Config& cfg);
+// `recforge bench loader` (src/cli/bench_loader.cc): tsv parsing, preprocessing and shard reading
+// rows/s next to a raw read of the shard bytes and the DLRM trainer's consumption.
+int run_bench_loader(const Config& cfg);
 
 }  // namespace rf::cli

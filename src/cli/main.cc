@@ -34,6 +34,7 @@ po::options_description general_options() {
   desc.add_options()
       ("config,c", po::value<std::string>()->value_name("FILE"), "INI experiment file (e.g. configs/dlrm_tiny.ini)")
       ("print-config", "print the effective config (defaults < file < command line) and exit")
+      ("out,o", po::value<std::string>()->value_name("DIR"), "output directory (preprocess; the same as --data.shard_dir=DIR)")
       ("help,h", "print this help and exit");
   return desc;
 }
@@ -78,6 +79,7 @@ int run(int argc, char** argv) {
     throw ConfigError(std::string(cmd->name) + ": " + e.what());
   }
   std::vector<std::string> overrides = po::collect_unrecognized(parsed.options, po::include_positional);
+  if (vm.count("out")) overrides.push_back("--data.shard_dir=" + vm["out"].as<std::string>());
 
   if (vm.count("help")) {
     std::cout << "usage: recforge " << cmd->name

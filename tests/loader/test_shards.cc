@@ -156,6 +156,31 @@ TEST(ShardErrors, RecordSizeMismatch) {
   EXPECT_NE(e.find("sparse feature 3 is multi-hot in the shard, categorical in the config"), std::string::npos) << e;
 }
 
+TEST(ShardErrors, RowOutsideItsTableWithValidChecksums) {
+  TempDir dir;
+  testing::write_coded_shards(dir.path, {40}, 16);
+  std::string p = dir / "part-00000.rfshard";
+  std::string bytes = read_file(p);
+  ShardLayout layout;
+  std::vector<uint64_t> sums;
+  decode_shard_header(p, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), bytes.size(), &layout, &sums);
+  const size_t hb = layout.header_bytes(), stride = layout.record_bytes();
+  const size_t at = hb + 20 * stride + layout.feature_offsets()[1];
+  uint32_t v = 5000;  // the table has 1000 rows
+  std::memcpy(bytes.data() + at, &v, 4);
+  for (size_t b = 0; b < sums.size(); ++b) {
+    size_t rows = std::min<size_t>(16, 40 - 16 * b);
+    sums[b] = checksum64(bytes.data() + hb + 16 * b * stride, rows * stride);
+  }
+  std::vector<uint8_t> header = encode_shard_header(layout, sums);
+  std::memcpy(bytes.data(), header.data(), header.size());
+  write_file(p, bytes);
+  std::string e = error_of(dir.path, nullptr, /*read_all=*/true);
+  EXPECT_NE(e.find(p + ": byte " + std::to_string(at) + ": row 20: sparse feature 2: row 5000 outside its table of 1000 rows"),
+            std::string::npos)
+      << e;
+}
+
 TEST(ShardErrors, EmptyDirectoryAndMissingPath) {
   TempDir dir;
   EXPECT_NE(error_of(dir.path).find("no .rfshard files"), std::string::npos);
