@@ -8,8 +8,11 @@
 #include <vector>
 
 #include <boost/program_options.hpp>
+#include <mpi.h>
 
 #include "src/cli/commands.h"
+#include "parallel/failure.h"
+#include "parallel/process_group.h"
 #include "src/core/error.h"
 
 namespace po = boost::program_options;
@@ -105,13 +108,33 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace rf::cli
 
+namespace {
+// True inside an mpirun/srun job of several ranks (MPI is initialised lazily by the commands that
+// need it, so --help and bad configs never start it).
+bool in_multi_rank_job() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) return false;
+  int size = 1;
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  return size > 1;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
+  rf::install_failure_handlers();
   try {
-    return rf::cli::run(argc, argv);
+    int rc = rf::cli::run(argc, argv);
+    rf::ProcessGroup::finalize();
+    return rc;
   } catch (const rf::Error& e) {
+    // One failing rank must end the whole job at once, not leave the others inside a collective.
+    if (in_multi_rank_job()) rf::abort_job(e);
     std::fprintf(stderr, "recforge: %s\n", e.what());
     return e.exit_code();
   } catch (const std::exception& e) {
+    if (in_multi_rank_job()) rf::abort_job(e);
     std::fprintf(stderr, "recforge: internal error: %s\n", e.what());
     return rf::kExitFailure;
   }

@@ -9,13 +9,14 @@ namespace rf {
 
 ProgressLine::ProgressLine(FILE* out, int64_t total_steps, int64_t plain_every)
     : out_(out),
-      tty_(isatty(fileno(out)) != 0),
+      tty_(out != nullptr && isatty(fileno(out)) != 0),
       total_steps_(total_steps),
       plain_every_(plain_every > 0 ? plain_every : 100),
       start_(std::chrono::steady_clock::now()),
       last_print_(start_) {}
 
 void ProgressLine::update(int64_t step, int64_t samples, double loss) {
+  if (!out_) return;
   samples_ += samples;
   // Smooth the loss so the line reads as a trend, not as the noise of one batch.
   loss_ema_ = have_loss_ ? 0.95 * loss_ema_ + 0.05 * loss : loss;
@@ -48,7 +49,7 @@ void ProgressLine::print(int64_t step, bool in_place) {
 }
 
 void ProgressLine::interrupt() {
-  if (line_open_) {
+  if (out_ && line_open_) {
     std::fputc('\n', out_);
     line_open_ = false;
   }

@@ -10,6 +10,7 @@ namespace rf {
 
 class ProgressLine {
  public:
+  // out == nullptr: a silent progress line (ranks other than 0).
   ProgressLine(FILE* out, int64_t total_steps, int64_t plain_every);
   // Called after every step with the samples it trained and its loss.
   void update(int64_t step, int64_t samples, double loss);

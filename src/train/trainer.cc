@@ -10,6 +10,9 @@
 #include "kernels/loss.h"
 #include "kernels/threads.h"
 #include "profiling/step_timer.h"
+#include "parallel/grad_sync.h"
+#include "parallel/mpi_communicator.h"
+#include "parallel/process_group.h"
 #include "src/checkpoint/checkpoint.h"
 #include "src/config/config.h"
 #include "src/core/log.h"
@@ -27,6 +30,7 @@ struct Trainer::Timing {
   size_t data = timers.phase("data wait");
   size_t forward = timers.phase("forward");
   size_t backward = timers.phase("backward");
+  size_t sync = timers.phase("gradient sync");
   size_t optimizer = timers.phase("optimizer");
   size_t eval = timers.phase("evaluation");
   size_t checkpoint = timers.phase("checkpoint");
@@ -82,6 +86,15 @@ Trainer::Trainer(const Config& cfg) : Trainer(cfg, model_config_for_data(cfg)) {
 
 Trainer::Trainer(const Config& cfg, const ModelConfig& mc) : cfg_(cfg), timing_(std::make_unique<Timing>()) {
   set_num_threads(static_cast<int>(cfg.get_int("train.threads")));
+  ProcessGroup& pg = ProcessGroup::init();
+  if (cfg.get_int("parallel.tensor_parallel") != 1)
+    throw ConfigError("[parallel] tensor_parallel: only 1 (pure data parallelism) is supported so far, got " +
+                      std::to_string(cfg.get_int("parallel.tensor_parallel")));
+  ParallelGrid grid = pg.make_grid(1);
+  dp_rank_ = grid.dp_rank;
+  dp_size_ = grid.dp_size;
+  // Refuses a global batch the data-parallel world does not divide, before any work is done.
+  per_rank_batch(cfg.get_int("train.batch_size"), dp_size_);
   model_ = make_model(mc);
   params_ = model_->parameters();
   const std::string& init = cfg.get_string("model.init");
@@ -97,6 +110,14 @@ Trainer::Trainer(const Config& cfg, const ModelConfig& mc) : cfg_(cfg), timing_(
   schedule_->decay_steps = cfg.get_int("optimizer.decay_steps");
   schedule_->validate();
   batch_size_ = cfg.get_int("train.batch_size");
+  if (dp_size_ > 1) {
+    dp_ = std::make_unique<MpiCommunicator>(grid.data_parallel);
+    broadcast_parameters(*dp_, params_);  // every rank starts from rank 0's weights
+    ParameterList dense;
+    for (Parameter* p : params_)
+      if (!p->sparse) dense.push_back(p);
+    buckets_ = std::make_unique<GradientBuckets>(*dp_, dense, static_cast<double>(cfg.get_int("parallel.bucket_mb")));
+  }
   eval_batch_size_ = cfg.get_int("train.eval_batch_size");
 }
 
@@ -104,24 +125,57 @@ Trainer::~Trainer() = default;
 
 const PhaseTimers& Trainer::timers() const { return timing_->timers; }
 
-double Trainer::train_step(const data::Batch& batch) {
+std::pair<int64_t, int64_t> Trainer::rank_share(int64_t rows) const {
+  return {rows * dp_rank_ / dp_size_, rows * (dp_rank_ + 1) / dp_size_};
+}
+
+double Trainer::train_step(const data::Batch& global) {
   Timing& t = *timing_;
-  int64_t n = batch.size();
+  auto [begin, end] = rank_share(global.size());
+  data::Batch mine = dp_size_ == 1 ? global : data::slice_batch(global, begin, end);
+  int64_t n = mine.size();
   if (t.logits.shape() != Shape{n}) {
     t.logits = Tensor::empty({n}, DType::kF32);
     t.dlogits = Tensor::empty({n}, DType::kF32);
   }
-  ModelInput in = model_input(batch);
-  double loss;
+  ModelInput in = model_input(mine);
+  double loss = 0;
   {
     ScopedPhase p(t.timers, t.forward);
-    model_->forward(in, t.logits);
-    loss = bce_with_logits_forward(t.logits, batch.labels);
+    if (n > 0) {
+      model_->forward(in, t.logits);
+      loss = bce_with_logits_forward(t.logits, mine.labels);
+    }
   }
   {
     ScopedPhase p(t.timers, t.backward);
-    bce_with_logits_backward(t.logits, batch.labels, 1.0f, t.dlogits);
-    model_->backward(in, t.dlogits);
+    // The loss is the mean over the global batch: this rank's rows weigh n / global of it, and the
+    // gradient all-reduce averages over ranks, so scale by dp_size * n / global (1 in a world of one).
+    float scale = static_cast<float>(static_cast<double>(dp_size_) * static_cast<double>(n) /
+                                     static_cast<double>(global.size()));
+    if (n > 0) {
+      bce_with_logits_backward(t.logits, mine.labels, scale, t.dlogits);
+      model_->backward(in, t.dlogits);
+    } else {
+      // A global batch smaller than the world leaves this rank without rows: it contributes zeros.
+      for (Parameter* prm : params_) {
+        if (prm->sparse) {
+          prm->sparse_grad.rows = Tensor::empty({0}, DType::kI64);
+          prm->sparse_grad.values = Tensor::empty({0, prm->value.size(1)}, DType::kF32);
+        } else {
+          prm->grad.fill_zero();
+        }
+      }
+    }
+  }
+  if (dp_size_ > 1) {
+    ScopedPhase p(t.timers, t.sync);
+    buckets_->finish();
+    for (Parameter* prm : params_)
+      if (prm->sparse) sync_sparse_grads(*dp_, *prm);
+    Tensor l = Tensor::from_vector<float>({static_cast<float>(loss * static_cast<double>(n))}, {1});
+    dp_->all_reduce(l, ReduceOp::kSum);
+    loss = static_cast<double>(l.data<float>()[0]) / static_cast<double>(global.size());
   }
   {
     ScopedPhase p(t.timers, t.optimizer);
@@ -133,18 +187,20 @@ double Trainer::train_step(const data::Batch& batch) {
 
 EvalResult Trainer::evaluate(const data::Batch& all) {
   ScopedPhase p(timing_->timers, timing_->eval);
+  // Each rank scores its share of the rows; the scores are gathered so AUC is exact over all of them.
+  auto [first, last] = rank_share(all.size());
   BinaryMetrics metrics;
-  int64_t rows = all.size();
   Tensor logits;
-  for (int64_t begin = 0; begin < rows; begin += eval_batch_size_) {
-    int64_t end = std::min(rows, begin + eval_batch_size_);
-    data::Batch part = (begin == 0 && end == rows) ? all : data::slice_batch(all, begin, end);
+  for (int64_t begin = first; begin < last; begin += eval_batch_size_) {
+    int64_t end = std::min(last, begin + eval_batch_size_);
+    data::Batch part = (begin == 0 && end == all.size()) ? all : data::slice_batch(all, begin, end);
     if (logits.shape() != Shape{end - begin}) logits = Tensor::empty({end - begin}, DType::kF32);
     model_->forward(model_input(part), logits);
     metrics.add(logits.data<float>(), part.labels.data<float>(), static_cast<size_t>(end - begin));
   }
+  if (dp_size_ > 1) gather_metrics(*dp_, metrics);
   EvalResult r;
-  r.rows = rows;
+  r.rows = all.size();
   r.auc = metrics.auc();
   r.logloss = metrics.logloss();
   return r;
@@ -218,21 +274,27 @@ TrainSummary Trainer::run() {
   std::filesystem::create_directories(out_dir);
   std::string metrics_path = cfg_.get_string("train.metrics_file");
   if (metrics_path.empty()) metrics_path = out_dir + "/metrics.jsonl";
-  std::ofstream metrics_file(metrics_path, resumed ? std::ios::app : std::ios::trunc);
-  if (!metrics_file) throw DataError("[train] metrics_file: cannot write '" + metrics_path + "'");
+  // Rank 0 writes every file and line of the run; the other ranks only compute.
+  const bool lead = dp_rank_ == 0;
+  std::ofstream metrics_file;
+  if (lead) {
+    metrics_file.open(metrics_path, resumed ? std::ios::app : std::ios::trunc);
+    if (!metrics_file) throw DataError("[train] metrics_file: cannot write '" + metrics_path + "'");
+  }
 
   log_info("model ", model_->config().type, ": ", parameter_count(params_), " parameters; ", rows_per_epoch,
            " training rows, batch ", batch_size_, ", ", total_steps, " steps");
 
   TrainSummary summary;
-  ProgressLine progress(stderr, total_steps, std::max<int64_t>(1, total_steps / 20));
+  ProgressLine progress(lead ? stderr : nullptr, total_steps, std::max<int64_t>(1, total_steps / 20));
   Timing& t = *timing_;
   auto start = std::chrono::steady_clock::now();
   auto evaluate_and_log = [&](const data::Batch& data, const char* split) {
     EvalResult r = evaluate(data);
     progress.interrupt();
     log_info("step ", step_, ": ", split, " auc=", json_number(r.auc), " logloss=", json_number(r.logloss));
-    metrics_file << "{\"step\": " << step_ << ", \"epoch\": " << (steps_per_epoch ? step_ / steps_per_epoch : 0)
+    if (lead)
+      metrics_file << "{\"step\": " << step_ << ", \"epoch\": " << (steps_per_epoch ? step_ / steps_per_epoch : 0)
                  << ", \"split\": \"" << split << "\", \"auc\": " << json_number(r.auc)
                  << ", \"logloss\": " << json_number(r.logloss) << ", \"rows\": " << r.rows
                  << ", \"train_loss\": " << json_number(summary.last_loss) << "}\n";
@@ -251,6 +313,8 @@ TrainSummary Trainer::run() {
     c.trainer.last_loss = summary.last_loss;
     c.config_dump = cfg_.dump();
     ScopedPhase p(t.timers, t.checkpoint);
+    // Replicated weights and optimizer state are the same on every rank: rank 0 writes them.
+    if (!lead) return;
     std::string dir = save_checkpoint(ckpt_root, c, ckpt_keep);
     progress.interrupt();
     log_info("checkpoint ", dir);
@@ -297,11 +361,12 @@ TrainSummary Trainer::run() {
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (reader.bad_rows() > 0) log_warn(train_path, ": ", reader.bad_rows_summary());
 
-  save_parameters(out_dir + "/params.h5", params_);
+  if (lead) save_parameters(out_dir + "/params.h5", params_);
   if (test.size() > 0) {
     summary.test = evaluate_and_log(test, "test");
     summary.evaluated = true;
   }
+  if (!lead) return summary;
   std::fprintf(stderr, "\n%s", t.timers.table(summary.steps).c_str());
   std::fprintf(stderr, "trained %lld samples in %.2f s: %.0f samples/s\n", static_cast<long long>(summary.samples),
                summary.seconds, summary.seconds > 0 ? summary.samples / summary.seconds : 0.0);

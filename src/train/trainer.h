@@ -14,6 +14,8 @@ namespace rf {
 
 class Config;
 class PhaseTimers;
+class Communicator;
+class GradientBuckets;
 class ParamGroupOptimizer;
 struct LrSchedule;
 
@@ -47,8 +49,12 @@ class Trainer {
   // Evaluates the current weights on a loaded data set.
   EvalResult evaluate(const data::Batch& data);
 
-  // One optimisation step on one batch; returns its loss (before the update).
+  // One optimisation step on one global batch, of which this rank trains on its share (all of it in
+  // a world of one); returns the global batch's mean loss before the update.
   double train_step(const data::Batch& batch);
+
+  // This rank's rows [begin, end) of a global batch of `rows` rows: contiguous, near-equal shares.
+  std::pair<int64_t, int64_t> rank_share(int64_t rows) const;
 
   Model& model() { return *model_; }
   // Per-phase seconds so far (data wait, forward, backward, optimizer, evaluation).
@@ -60,6 +66,10 @@ class Trainer {
   ParameterList params_;
   std::unique_ptr<ParamGroupOptimizer> optimizer_;
   std::unique_ptr<LrSchedule> schedule_;
+  // Data parallelism over MPI ranks (a world of one needs no communication at all).
+  int dp_rank_ = 0, dp_size_ = 1;
+  std::unique_ptr<Communicator> dp_;
+  std::unique_ptr<GradientBuckets> buckets_;
   int64_t step_ = 0;
   int64_t epoch_ = 0;          // epoch of the next batch
   int64_t rows_in_epoch_ = 0;  // rows of that epoch already trained on
