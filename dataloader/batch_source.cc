@@ -82,6 +82,9 @@ class TsvSource : public BatchSource {
   }
   int64_t batches_per_epoch() const override { return -1; }
   double wait_seconds() const override { return prefetch_->wait_seconds(); }
+  std::string bad_rows_summary() const override {
+    return reader_.bad_rows() > 0 ? reader_.bad_rows_summary() : std::string();
+  }
   std::string describe() const override {
     return "tsv " + path_ + ", rank " + std::to_string(rank_) + " of " + std::to_string(world_) +
            (prefetch_->threads() ? ", 1 read-ahead worker" : ", read on the caller's thread");

@@ -77,6 +77,9 @@ class BatchSource {
   // Rows of each sparse feature's table as the data defines it (shards preprocessed with a frequency
   // threshold have vocabulary-sized tables); empty when the schema's hash buckets apply.
   virtual std::vector<int64_t> table_sizes() const { return {}; }
+  // "skipped N bad rows, first at file:line: reason" once rows were skipped (skip_bad_rows), else "".
+  // Call it between epochs or at the end, when no worker is reading.
+  virtual std::string bad_rows_summary() const { return ""; }
   // One line for the log: "shards data/train (12 files, 45840617 rows), 2 workers, shuffle seed 7".
   virtual std::string describe() const = 0;
 };

@@ -1,7 +1,7 @@
 // Checkpoint directories (see checkpoint.h). Layout of step-<N>/:
 //   model.h5          parameters by name (src/io/tensor_file)
 //   optimizer.h5      optimizer state tensors by name ("dense.exp_avg/top_mlp.0.weight", ...)
-//   trainer_state.txt key = value lines (step, epoch, rows_in_epoch, ...)
+//   trainer_state.txt key = value lines (step, loader position, ...)
 //   config.ini        the effective configuration
 //   manifest.txt      format version, world size, then "file <name> <bytes> <crc32>" per file; written
 //                     last, so a directory without a manifest is incomplete by construction.
@@ -117,7 +117,7 @@ std::string save_checkpoint(const std::string& root, const CheckpointContents& c
   write_tensors((tmp / "optimizer.h5").string(), state, {{"format", "recforge-optimizer-state"}});
   maybe_fault("optimizer.h5", c.trainer.step);
   std::ostringstream ts;
-  ts << "step = " << c.trainer.step << "\nepoch = " << c.trainer.epoch << "\nrows_in_epoch = " << c.trainer.rows_in_epoch
+  ts << "step = " << c.trainer.step << "\nloader_position = " << c.trainer.loader_position
      << "\nmodel_seed = " << c.trainer.model_seed << "\n";
   char loss[64];
   std::snprintf(loss, sizeof loss, "%a", c.trainer.last_loss);  // hex float: exact round trip
@@ -212,8 +212,7 @@ TrainerState load_checkpoint(const std::string& dir, const ParameterList& params
   TrainerState ts;
   try {
     ts.step = std::stoll(kv.at("step"));
-    ts.epoch = std::stoll(kv.at("epoch"));
-    ts.rows_in_epoch = std::stoll(kv.at("rows_in_epoch"));
+    ts.loader_position = kv.at("loader_position");
     ts.model_seed = std::stoull(kv.at("model_seed"));
     ts.last_loss = std::strtod(kv.at("last_loss").c_str(), nullptr);
   } catch (const std::exception&) {

@@ -19,9 +19,8 @@ inline constexpr int kCheckpointFormatVersion = 1;
 
 // Everything besides tensors that a bit-exact resume needs.
 struct TrainerState {
-  int64_t step = 0;            // optimizer steps taken
-  int64_t epoch = 0;           // epoch the next batch belongs to
-  int64_t rows_in_epoch = 0;   // rows of that epoch already trained on (the loader position)
+  int64_t step = 0;             // optimizer steps taken
+  std::string loader_position;  // data::LoaderPosition::str() of this rank's source: the next batch
   uint64_t model_seed = 0;     // for the record: the run's initialisation seed
   double last_loss = 0;
 };

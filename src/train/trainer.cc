@@ -22,6 +22,7 @@
 #include "src/optim/schedule.h"
 #include "src/train/data_source.h"
 #include "src/train/progress.h"
+#include "dataloader/batch_source.h"
 
 namespace rf {
 
@@ -76,9 +77,30 @@ std::string json_number(double v) {
 }  // namespace
 
 namespace {
+data::LoaderOptions loader_options_from(const Config& cfg) {
+  data::LoaderOptions o;
+  o.shuffle = cfg.get_bool("data.shuffle");
+  o.seed = static_cast<uint64_t>(cfg.get_int("data.shuffle_seed"));
+  o.threads = static_cast<int>(cfg.get_int("data.loader_threads"));
+  o.prefetch_depth = static_cast<int>(cfg.get_int("data.prefetch_depth"));
+  o.skip_bad_rows = cfg.get_bool("data.skip_bad_rows");
+  int64_t max_rows = cfg.get_int("data.max_rows");
+  o.max_rows = max_rows > 0 ? max_rows : -1;
+  return o;
+}
+
 ModelConfig model_config_for_data(const Config& cfg) {
   data::ColumnSchema schema = schema_from(cfg);
-  return model_config_from(cfg, schema.num_dense(), table_sizes_from(schema));
+  std::vector<int64_t> sizes = table_sizes_from(schema);
+  // Shards preprocessed with a frequency threshold carry their own (vocabulary) table sizes.
+  const std::string& train = cfg.get_string("data.train");
+  if (!train.empty() && data::is_shard_path(train)) {
+    data::LoaderOptions probe_opts;
+    probe_opts.threads = 0;
+    std::vector<int64_t> from_shards = data::open_train_source(schema, train, 1, 0, 1, probe_opts)->table_sizes();
+    if (!from_shards.empty()) sizes = from_shards;
+  }
+  return model_config_from(cfg, schema.num_dense(), sizes);
 }
 }  // namespace
 
@@ -130,10 +152,20 @@ std::pair<int64_t, int64_t> Trainer::rank_share(int64_t rows) const {
 }
 
 double Trainer::train_step(const data::Batch& global) {
-  Timing& t = *timing_;
+  if (dp_size_ == 1) return train_step_local(global, global.size());
   auto [begin, end] = rank_share(global.size());
-  data::Batch mine = dp_size_ == 1 ? global : data::slice_batch(global, begin, end);
+  return train_step_local(data::slice_batch(global, begin, end), global.size());
+}
+
+double Trainer::train_step_local(const data::Batch& mine, int64_t global_rows, int64_t* global_rows_out) {
+  Timing& t = *timing_;
   int64_t n = mine.size();
+  if (global_rows < 0) {  // the loader split the batch: the ranks' shares add up to the global batch
+    Tensor rows = Tensor::from_vector<int64_t>({n}, {1});
+    dp_->all_reduce(rows, ReduceOp::kSum);
+    global_rows = rows.data<int64_t>()[0];
+  }
+  if (global_rows_out) *global_rows_out = global_rows;
   if (t.logits.shape() != Shape{n}) {
     t.logits = Tensor::empty({n}, DType::kF32);
     t.dlogits = Tensor::empty({n}, DType::kF32);
@@ -152,7 +184,7 @@ double Trainer::train_step(const data::Batch& global) {
     // The loss is the mean over the global batch: this rank's rows weigh n / global of it, and the
     // gradient all-reduce averages over ranks, so scale by dp_size * n / global (1 in a world of one).
     float scale = static_cast<float>(static_cast<double>(dp_size_) * static_cast<double>(n) /
-                                     static_cast<double>(global.size()));
+                                     static_cast<double>(global_rows));
     if (n > 0) {
       bce_with_logits_backward(t.logits, mine.labels, scale, t.dlogits);
       model_->backward(in, t.dlogits);
@@ -175,7 +207,7 @@ double Trainer::train_step(const data::Batch& global) {
       if (prm->sparse) sync_sparse_grads(*dp_, *prm);
     Tensor l = Tensor::from_vector<float>({static_cast<float>(loss * static_cast<double>(n))}, {1});
     dp_->all_reduce(l, ReduceOp::kSum);
-    loss = static_cast<double>(l.data<float>()[0]) / static_cast<double>(global.size());
+    loss = static_cast<double>(l.data<float>()[0]) / static_cast<double>(global_rows);
   }
   {
     ScopedPhase p(t.timers, t.optimizer);
@@ -213,13 +245,19 @@ TrainSummary Trainer::run() {
   if (!test_path.empty()) require_file("test", test_path);
 
   data::ColumnSchema schema = schema_from(cfg_);
-  data::ReaderOptions ropts = reader_options_from(cfg_);
-  data::TsvReader reader(schema, {train_path}, ropts);
+  data::LoaderOptions lopts = loader_options_from(cfg_);
+  // A TSV file or a directory of binary shards (`recforge preprocess`); each rank gets its share of
+  // every global batch.
+  std::unique_ptr<data::BatchSource> source =
+      data::open_train_source(schema, train_path, batch_size_, dp_rank_, dp_size_, lopts);
+  log_info("training data: ", source->describe());
 
   // Held-out sets are read whole; max_rows limits the training file only.
   data::ReaderOptions eval_opts;
-  eval_opts.skip_bad_rows = ropts.skip_bad_rows;
+  eval_opts.skip_bad_rows = lopts.skip_bad_rows;
   auto load_split = [&](const std::string& path) {
+    if (data::is_shard_path(path))
+      throw ConfigError("[data] " + path + ": evaluation reads tab-separated files; shard directories are for training");
     std::string skipped;
     data::Batch b = data::load_all(schema, {path}, eval_opts, &skipped);
     if (!skipped.empty()) log_warn(path, ": ", skipped);
@@ -239,9 +277,12 @@ TrainSummary Trainer::run() {
   int64_t epochs = cfg_.get_int("train.epochs");
   int64_t max_steps = cfg_.get_int("train.steps");
   int64_t eval_every = cfg_.get_int("train.eval_every");
-  int64_t rows_per_epoch = count_lines(train_path);
-  if (ropts.max_rows > 0) rows_per_epoch = std::min(rows_per_epoch, ropts.max_rows);
-  int64_t steps_per_epoch = (rows_per_epoch + batch_size_ - 1) / batch_size_;
+  int64_t steps_per_epoch = source->batches_per_epoch();
+  if (steps_per_epoch < 0) {  // TSV: count the lines, for the ETA and the epoch numbers
+    int64_t rows = count_lines(train_path);
+    if (lopts.max_rows > 0) rows = std::min(rows, lopts.max_rows);
+    steps_per_epoch = (rows + batch_size_ - 1) / batch_size_;
+  }
   int64_t total_steps = max_steps > 0 ? max_steps : steps_per_epoch * epochs;
 
   // Resume: weights, optimizer state, step and loader position from a verified checkpoint.
@@ -263,10 +304,11 @@ TrainSummary Trainer::run() {
     if (!dir.empty()) {
       TrainerState ts = load_checkpoint(dir, params_, optimizer_->state());
       step_ = ts.step;
-      epoch_ = ts.epoch;
-      rows_in_epoch_ = ts.rows_in_epoch;
+      data::LoaderPosition pos = data::LoaderPosition::parse(ts.loader_position);
+      source->seek(pos);  // refuses a position saved with another batch size or world size
+      epoch_ = pos.epoch;
       resumed = true;
-      log_info("resumed from ", dir, ": step ", step_, ", epoch ", epoch_, ", row ", rows_in_epoch_);
+      log_info("resumed from ", dir, ": step ", step_, ", ", pos.str());
     }
   }
 
@@ -282,8 +324,8 @@ TrainSummary Trainer::run() {
     if (!metrics_file) throw DataError("[train] metrics_file: cannot write '" + metrics_path + "'");
   }
 
-  log_info("model ", model_->config().type, ": ", parameter_count(params_), " parameters; ", rows_per_epoch,
-           " training rows, batch ", batch_size_, ", ", total_steps, " steps");
+  log_info("model ", model_->config().type, ": ", parameter_count(params_), " parameters; ", steps_per_epoch,
+           " steps per epoch of batch ", batch_size_, ", ", total_steps, " steps");
 
   TrainSummary summary;
   ProgressLine progress(lead ? stderr : nullptr, total_steps, std::max<int64_t>(1, total_steps / 20));
@@ -307,8 +349,7 @@ TrainSummary Trainer::run() {
     c.params = &params_;
     c.optimizer_state = optimizer_->state();
     c.trainer.step = step_;
-    c.trainer.epoch = epoch_;
-    c.trainer.rows_in_epoch = rows_in_epoch_;
+    c.trainer.loader_position = source->position().str();
     c.trainer.model_seed = model_->config().seed;
     c.trainer.last_loss = summary.last_loss;
     c.config_dump = cfg_.dump();
@@ -322,44 +363,42 @@ TrainSummary Trainer::run() {
 
   data::Batch batch;
   bool done = max_steps > 0 && step_ >= max_steps;
-  for (; !done && (max_steps > 0 || epoch_ < epochs); ++epoch_, rows_in_epoch_ = 0) {
-    reader.reset();
-    // Resuming mid-epoch: skip the rows the checkpointed run already trained on.
-    for (int64_t skip = rows_in_epoch_; skip > 0;) {
-      ScopedPhase p(t.timers, t.data);
-      if (!reader.next(batch, std::min(skip, 16 * batch_size_)) || batch.size() == 0) break;
-      skip -= batch.size();
-    }
+  bool positioned = resumed;  // seek() already placed the source inside epoch_
+  for (; !done && (max_steps > 0 || epoch_ < epochs); ++epoch_) {
+    if (!positioned) source->start_epoch(epoch_);
+    positioned = false;
+    int64_t rows_this_epoch = 0;
     while (!done) {
       bool got;
       {
         ScopedPhase p(t.timers, t.data);
-        got = reader.next(batch, batch_size_);
+        got = source->next(batch);
       }
       if (!got) break;
-      if (batch.size() == 0) continue;
-      summary.last_loss = train_step(batch);
+      int64_t global_rows = 0;
+      summary.last_loss = train_step_local(batch, dp_size_ == 1 ? batch.size() : -1, &global_rows);
       if (!std::isfinite(summary.last_loss)) {
         progress.interrupt();
         throw Error("training diverged at step " + std::to_string(step_) + ": loss is " +
                     std::to_string(summary.last_loss) + "; lower [optimizer] lr");
       }
-      summary.samples += batch.size();
-      rows_in_epoch_ += batch.size();
-      progress.update(step_, batch.size(), summary.last_loss);
+      summary.samples += global_rows;
+      rows_this_epoch += global_rows;
+      progress.update(step_, global_rows, summary.last_loss);
       if (max_steps > 0 && step_ >= max_steps) done = true;
       if (!ckpt_root.empty() && ckpt_every > 0 && step_ % ckpt_every == 0 && !done) checkpoint();
       if (eval_every > 0 && step_ % eval_every == 0 && periodic.size() > 0 && !done)
         evaluate_and_log(periodic, periodic_name);
     }
-    if (rows_per_epoch == 0 || reader.rows_read() == 0) throw DataError("[data] train: '" + train_path + "' has no rows");
-    if (done) break;  // keep epoch_ and rows_in_epoch_ pointing at the next batch
+    if (rows_this_epoch == 0 && !resumed) throw DataError("[data] train: '" + train_path + "' has no rows");
+    if (done) break;  // keep epoch_ pointing at the epoch of the next batch
   }
   if (!ckpt_root.empty()) checkpoint();
   progress.finish();
   summary.steps = step_;
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  if (reader.bad_rows() > 0) log_warn(train_path, ": ", reader.bad_rows_summary());
+  std::string skipped = source->bad_rows_summary();
+  if (!skipped.empty()) log_warn(train_path, ": ", skipped);
 
   if (lead) save_parameters(out_dir + "/params.h5", params_);
   if (test.size() > 0) {

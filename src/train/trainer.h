@@ -53,6 +53,10 @@ class Trainer {
   // a world of one); returns the global batch's mean loss before the update.
   double train_step(const data::Batch& batch);
 
+  // One step on this rank's share `local` of a global batch of `global_rows` rows (-1: sum the shares
+  // over the ranks).
+  double train_step_local(const data::Batch& local, int64_t global_rows, int64_t* global_rows_out = nullptr);
+
   // This rank's rows [begin, end) of a global batch of `rows` rows: contiguous, near-equal shares.
   std::pair<int64_t, int64_t> rank_share(int64_t rows) const;
 
@@ -71,8 +75,7 @@ class Trainer {
   std::unique_ptr<Communicator> dp_;
   std::unique_ptr<GradientBuckets> buckets_;
   int64_t step_ = 0;
-  int64_t epoch_ = 0;          // epoch of the next batch
-  int64_t rows_in_epoch_ = 0;  // rows of that epoch already trained on
+  int64_t epoch_ = 0;  // epoch of the next batch
   int64_t batch_size_ = 0;
   int64_t eval_batch_size_ = 0;
   struct Timing;

@@ -88,7 +88,7 @@ TEST(Checkpoint, ResumeIsBitExact) {
   // Second half: resume and finish the two epochs.
   ASSERT_EQ(run_recforge(common_args(split) + " --checkpoint.resume=auto", &out), 0) << out;
   EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
-  EXPECT_NE(out.find("step 36, epoch 1, row 3072"), std::string::npos) << out;
+  EXPECT_NE(out.find("step 36, epoch 1 batch 12 rows 3072"), std::string::npos) << out;
 
   // Every evaluation after the resume point (AUC, logloss and the training loss) is identical.
   auto a = lines_after_step(straight / "metrics.jsonl", 36);
@@ -115,7 +115,7 @@ TEST(Checkpoint, InterruptedWriteNeverLoads) {
   ASSERT_TRUE(latest.has_value());
   EXPECT_EQ(fs::path(*latest).filename(), "step-12");
   ASSERT_EQ(run_recforge(common_args(run) + " --checkpoint.resume=auto", &out), 0) << out;
-  EXPECT_NE(out.find("step 12, epoch 0, row 3072"), std::string::npos) << out;
+  EXPECT_NE(out.find("step 12, epoch 0 batch 12 rows 3072"), std::string::npos) << out;
 }
 
 TEST(Checkpoint, CorruptFileIsRefusedAndThePreviousOneUsed) {
