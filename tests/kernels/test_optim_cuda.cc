@@ -1,0 +1,263 @@
+// Fused CUDA optimizers against host references written from src/optim/optimizer.h's formulas, and the
+// dynamic loss scaler: its policy (runs anywhere), the CPU overflow check, and the device check with a
+// planted inf/NaN (skips without a GPU).
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "kernels/cast.h"
+#include "kernels/embedding_bag.h"
+#include "kernels/loss_scaler.h"
+#include "kernels/optim_fused.h"
+#include "tests/kernels/cuda_test_util.h"
+
+namespace rf::test {
+namespace {
+
+// ---- loss scaler policy (no GPU needed) ------------------------------------------------------------------
+
+TEST(LossScaler, BacksOffSkipsAndGrows) {
+  LossScalerConfig cfg;
+  cfg.init_scale = 1024.0f;
+  cfg.growth_interval = 3;
+  DynamicLossScaler s(cfg);
+  EXPECT_FALSE(s.update(true));  // overflow: skip, halve
+  EXPECT_EQ(s.scale(), 512.0f);
+  EXPECT_EQ(s.skipped_steps(), 1);
+  EXPECT_TRUE(s.update(false));
+  EXPECT_TRUE(s.update(false));
+  EXPECT_EQ(s.scale(), 512.0f);
+  EXPECT_TRUE(s.update(false));  // third good step in a row: grow
+  EXPECT_EQ(s.scale(), 1024.0f);
+  EXPECT_TRUE(s.update(false));
+  EXPECT_FALSE(s.update(true));  // an overflow resets the run of good steps
+  EXPECT_EQ(s.good_steps_in_a_row(), 0);
+  EXPECT_EQ(s.scale(), 512.0f);
+  for (int i = 0; i < 40; ++i) s.update(true);
+  EXPECT_EQ(s.scale(), cfg.min_scale);
+  DynamicLossScaler off(cfg, /*enabled=*/false);
+  EXPECT_EQ(off.scale(), 1.0f);
+  EXPECT_TRUE(off.update(false));
+  EXPECT_EQ(off.scale(), 1.0f);
+}
+
+TEST(LossScaler, CpuUnscalesAndFindsPlantedOverflow) {
+  Tensor g = Tensor::from_vector(std::vector<float>{2.0f, -4.0f, 8.0f}, {3});
+  Tensor h = Tensor::from_vector(std::vector<float>{1.0f, 1.0f}, {2});
+  DynamicLossScaler s(LossScalerConfig{.init_scale = 2.0f});
+  EXPECT_TRUE(s.unscale_and_update({&g, &h}));
+  EXPECT_EQ(g.to_vector<float>(), (std::vector<float>{1.0f, -2.0f, 4.0f}));
+  h.data<float>()[1] = INFINITY;
+  EXPECT_FALSE(s.unscale_and_update({&g, &h}));
+  EXPECT_EQ(s.scale(), 1.0f);
+}
+
+TEST(LossScaler, DeviceFindsPlantedOverflowInEveryDtype) {
+  RF_REQUIRE_GPU();
+  for (DType dt : {DType::kF32, DType::kBF16, DType::kF16})
+    for (float planted : {INFINITY, -INFINITY, NAN}) {
+      SCOPED_TRACE(::testing::Message() << dtype_name(dt) << " planted " << planted);
+      Rng rng(11);
+      const int64_t n = 300001;
+      Tensor a32 = rounded_f32(rng, {n}, dt, 0.5, 4.0), b32 = rounded_f32(rng, {1000}, dt, 0.5, 4.0);
+      Tensor a = Tensor::empty({n}, dt), b = Tensor::empty({1000}, dt);
+      cast(a32, a);
+      cast(b32, b);
+      Tensor da = dev(a), db = dev(b);
+      DynamicLossScaler s(LossScalerConfig{.init_scale = 4.0f, .growth_interval = 2});
+      EXPECT_TRUE(s.unscale_and_update({&da, &db}));
+      // Unscaled by 1/4, exact in every dtype (a power of two, values far from the subnormals).
+      std::vector<double> want = values(a);
+      for (double& v : want) v *= 0.25;
+      EXPECT_TRUE(close(host(da), want, {0.0, 0.0}, "unscaled"));
+      // Plant one bad element deep inside the big tensor.
+      Tensor one = Tensor::empty({1}, dt);
+      Tensor one32 = Tensor::from_vector(std::vector<float>{planted}, {1});
+      cast(one32, one);
+      copy_bytes(static_cast<char*>(da.raw()) + 123457 * dtype_size(dt), kDev, one.raw(), Device::cpu(),
+                 dtype_size(dt));
+      EXPECT_FALSE(s.unscale_and_update({&db, &da}));
+      EXPECT_EQ(s.scale(), 2.0f);
+      EXPECT_EQ(s.skipped_steps(), 1);
+    }
+}
+
+// ---- sparse optimizers ----------------------------------------------------------------------------------
+
+// Host row-wise Adagrad as src/optim's RowwiseAdagrad (fp32 rows; results rounded to the table type).
+void rowwise_adagrad_host(std::vector<float>& w, std::vector<float>& acc, const std::vector<int64_t>& rows,
+                          const std::vector<float>& g, int64_t dim, const RowwiseAdagradArgs& a) {
+  for (size_t k = 0; k < rows.size(); ++k) {
+    float* wr = w.data() + rows[k] * dim;
+    const float* gr = g.data() + k * dim;
+    float sum_sq = 0.0f;
+    for (int64_t d = 0; d < dim; ++d) {
+      const float gx = a.weight_decay != 0.0f ? gr[d] + a.weight_decay * wr[d] : gr[d];
+      sum_sq += gx * gx;
+    }
+    const float new_acc = acc[rows[k]] + sum_sq / static_cast<float>(dim);
+    acc[rows[k]] = new_acc;
+    const float m = a.lr / (std::sqrt(new_acc) + a.eps);
+    const float corr = a.weight_decay != 0.0f ? 1.0f - m * a.weight_decay : 1.0f;
+    for (int64_t d = 0; d < dim; ++d) wr[d] = corr * wr[d] - m * gr[d];
+  }
+}
+
+TEST(CudaSparseOptim, FusedAndUnfusedMatchHostReference) {
+  RF_REQUIRE_GPU();
+  uint64_t seed = 8000;
+  struct C {
+    int64_t batch, rows, dim, max_len;
+  };
+  // dim 600 exceeds the four register-cached pieces of a 32-lane group (512 fp32): the recompute path.
+  for (C c : {C{64, 200, 16, 6}, C{40, 7, 13, 9}, C{32, 100, 128, 4}, C{16, 50, 600, 3}})
+    for (DType dt : {DType::kF32, DType::kBF16, DType::kF16})
+      for (float wd : {0.0f, 0.01f}) {
+        SCOPED_TRACE(::testing::Message() << "rows " << c.rows << " dim " << c.dim << " " << dtype_name(dt) << " wd "
+                                          << wd);
+        Rng rng(seed++);
+        Tensor table32 = rounded_f32(rng, {c.rows, c.dim}, dt);
+        Tensor table = Tensor::empty(table32.shape(), dt);
+        cast(table32, table);
+        Bags b = random_bags(rng, c.batch, c.rows, c.max_len);
+        Tensor idx = i64(b.indices), off = i64(b.offsets);
+        Tensor go = rounded_f32(rng, {c.batch, c.dim}, DType::kF32);
+        SparseGrad ref_grad = embedding_bag_backward(idx, off, go, PoolMode::kMean, c.rows);
+        const std::vector<int64_t> rows = ref_grad.rows.to_vector<int64_t>();
+        const std::vector<float> gv = ref_grad.values.to_vector<float>();
+        Tensor acc0 = rounded_f32(rng, {c.rows}, DType::kF32, 0.0, 2.0);
+        const RowwiseAdagradArgs args{0.05f, 1e-8f, wd};
+
+        // Host reference on the table's values (fp32), rounded to the table type at the end.
+        std::vector<float> w_ref(values(table).begin(), values(table).end()), acc_ref = acc0.to_vector<float>();
+        rowwise_adagrad_host(w_ref, acc_ref, rows, gv, c.dim, args);
+        Tensor w_ref_t = Tensor::empty(table.shape(), dt);
+        cast(Tensor::from_vector(w_ref, table.shape()), w_ref_t);
+        // 16-bit tables: one rounding of the stored row on each side, possibly one ulp apart; fp32:
+        // the same formula, the GPU may contract g + wd * w into an FMA and sums in another order.
+        const Tol tol = dt == DType::kF32 ? Tol{1e-6, 1e-5} : dt == DType::kBF16 ? Tol{1e-6, 8e-3} : Tol{1e-6, 1e-3};
+
+        Tensor t1 = dev(table), a1 = dev(acc0);
+        SparseGrad dg = embedding_bag_backward(dev(idx), dev(off), dev(go), PoolMode::kMean, c.rows);
+        sparse_rowwise_adagrad_update(t1, a1, dg, args);
+        EXPECT_TRUE(close(host(t1), values(w_ref_t), tol, "unfused table"));
+        EXPECT_TRUE(close(host(a1), to_double(acc_ref), {1e-6, 1e-5}, "unfused acc"));
+
+        Tensor t2 = dev(table), a2 = dev(acc0);
+        embedding_bag_backward_rowwise_adagrad(dev(idx), dev(off), dev(go), PoolMode::kMean, t2, a2, args);
+        EXPECT_TRUE(close(host(t2), values(host(t1)), {0.0, 0.0}, "fused vs unfused table (same arithmetic)"));
+        EXPECT_TRUE(close(host(a2), values(host(a1)), {0.0, 0.0}, "fused vs unfused acc"));
+
+        // SGD: w += -lr g on touched rows only.
+        std::vector<float> ws(values(table).begin(), values(table).end());
+        for (size_t k = 0; k < rows.size(); ++k)
+          for (int64_t d = 0; d < c.dim; ++d) ws[rows[k] * c.dim + d] = std::fma(-0.1f, gv[k * c.dim + d], ws[rows[k] * c.dim + d]);
+        Tensor ws_t = Tensor::empty(table.shape(), dt);
+        cast(Tensor::from_vector(ws, table.shape()), ws_t);
+        Tensor t3 = dev(table);
+        embedding_bag_backward_sgd(dev(idx), dev(off), dev(go), PoolMode::kMean, t3, 0.1f);
+        EXPECT_TRUE(close(host(t3), values(ws_t), tol, "fused sgd"));
+        Tensor t4 = dev(table);
+        sparse_sgd_update(t4, dg, 0.1f);
+        EXPECT_TRUE(close(host(t4), values(host(t3)), {0.0, 0.0}, "unfused vs fused sgd"));
+      }
+}
+
+// ---- dense multi-tensor -----------------------------------------------------------------------------------
+
+TEST(CudaDenseOptim, MultiTensorAdamAndAdagradMatchHostReference) {
+  RF_REQUIRE_GPU();
+  Rng rng(9000);
+  // 60 tensors: more than one launch's 48, sizes from 1 to a few chunks.
+  std::vector<Tensor> w, g, m, v, host_w, host_g, host_m, host_v;
+  for (int i = 0; i < 60; ++i) {
+    const int64_t n = 1 + rng.integer(0, i % 7 == 0 ? 5000 : 300);
+    host_w.push_back(rounded_f32(rng, {n}, DType::kF32));
+    host_g.push_back(rounded_f32(rng, {n}, DType::kF32));
+    host_m.push_back(rounded_f32(rng, {n}, DType::kF32, -0.1, 0.1));
+    host_v.push_back(rounded_f32(rng, {n}, DType::kF32, 0.0, 0.1));
+  }
+  for (bool decoupled : {false, true}) {
+    SCOPED_TRACE(decoupled ? "adamw" : "adam");
+    std::vector<Tensor*> pw, pm, pv;
+    std::vector<const Tensor*> pg;
+    w.clear(); g.clear(); m.clear(); v.clear();
+    for (size_t i = 0; i < host_w.size(); ++i) {
+      w.push_back(dev(host_w[i]));
+      g.push_back(dev(host_g[i]));
+      m.push_back(dev(host_m[i]));
+      v.push_back(dev(host_v[i]));
+    }
+    for (size_t i = 0; i < w.size(); ++i) {
+      pw.push_back(&w[i]);
+      pg.push_back(&g[i]);
+      pm.push_back(&m[i]);
+      pv.push_back(&v[i]);
+    }
+    AdamArgs a;
+    a.lr = 0.01f;
+    a.weight_decay = 0.01;
+    a.decoupled = decoupled;
+    a.step = 4;
+    a.grad_scale = 0.5f;
+    fused_adam_step(pw, pg, pm, pv, a);
+    // Host: src/optim's Adam on grad * grad_scale.
+    const double t = 5.0;
+    const float neg_step = static_cast<float>(-(0.01 / (1.0 - std::pow(0.9, t))));
+    const float bc2 = static_cast<float>(std::sqrt(1.0 - std::pow(0.999, t)));
+    const float decay = static_cast<float>(1.0 - static_cast<double>(a.lr) * 0.01);
+    for (size_t i = 0; i < w.size(); ++i) {
+      std::vector<double> want_w, want_m, want_v;
+      for (int64_t k = 0; k < host_w[i].numel(); ++k) {
+        float wi = host_w[i].data<float>()[k], gi = host_g[i].data<float>()[k] * 0.5f;
+        if (!decoupled) gi = std::fma(0.01f, wi, gi);
+        else wi = wi * decay;
+        const float mi = std::fma(0.1f, gi, host_m[i].data<float>()[k] * 0.9f);
+        const float vi = std::fma(static_cast<float>(1.0 - 0.999) * gi, gi, host_v[i].data<float>()[k] * 0.999f);
+        want_m.push_back(mi);
+        want_v.push_back(vi);
+        want_w.push_back(wi + (neg_step * mi) / (std::sqrt(vi) / bc2 + 1e-8f));
+      }
+      // Same fp32 operations with the same FMAs: equal up to sqrt/div rounding (both IEEE) — allow an ulp.
+      ASSERT_TRUE(close(host(w[i]), want_w, {1e-7, 1e-6}, "w " + std::to_string(i)));
+      ASSERT_TRUE(close(host(m[i]), want_m, {1e-9, 1e-6}, "m " + std::to_string(i)));
+      ASSERT_TRUE(close(host(v[i]), want_v, {1e-9, 1e-6}, "v " + std::to_string(i)));
+    }
+  }
+  // Adagrad over the same tensors (m reused as the sum state, made non-negative).
+  std::vector<Tensor*> pw, ps;
+  std::vector<const Tensor*> pg;
+  std::vector<Tensor> sums;
+  w.clear();
+  for (size_t i = 0; i < host_w.size(); ++i) {
+    w.push_back(dev(host_w[i]));
+    sums.push_back(dev(host_v[i]));
+  }
+  for (size_t i = 0; i < w.size(); ++i) {
+    pw.push_back(&w[i]);
+    ps.push_back(&sums[i]);
+    pg.push_back(&g[i]);
+  }
+  AdagradArgs ag;
+  ag.lr = 0.05f;
+  ag.weight_decay = 0.001;
+  ag.lr_decay = 0.01;
+  ag.step = 3;
+  fused_adagrad_step(pw, pg, ps, ag);
+  const float clr_neg = static_cast<float>(-(0.05 / (1.0 + 3.0 * 0.01)));
+  for (size_t i = 0; i < w.size(); ++i) {
+    std::vector<double> want_w, want_s;
+    for (int64_t k = 0; k < host_w[i].numel(); ++k) {
+      const float wi = host_w[i].data<float>()[k];
+      const float gi = std::fma(0.001f, wi, host_g[i].data<float>()[k]);
+      const float s = std::fma(gi, gi, host_v[i].data<float>()[k]);
+      want_s.push_back(s);
+      want_w.push_back(wi + (clr_neg * gi) / (std::sqrt(s) + 1e-10f));
+    }
+    ASSERT_TRUE(close(host(w[i]), want_w, {1e-7, 1e-6}, "adagrad w " + std::to_string(i)));
+    ASSERT_TRUE(close(host(sums[i]), want_s, {1e-9, 1e-6}, "adagrad sum " + std::to_string(i)));
+  }
+}
+
+}  // namespace
+}  // namespace rf::test
