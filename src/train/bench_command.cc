@@ -1,5 +1,6 @@
 // `recforge bench dlrm`: training throughput of the configured model on generated batches (uniform
 // random table rows, random dense values and labels), so that only the step itself is measured.
+// `recforge bench loader` and `recforge bench comm` are routed to their own programs.
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -37,6 +38,9 @@ data::Batch generated_batch(int64_t batch, int64_t num_dense, const std::vector<
 }  // namespace
 
 int run_bench(const Config& cfg) {
+  const std::string& target = cfg.get_string("bench.target");
+  if (target == "loader") return run_bench_loader(cfg);
+  if (target == "comm") return run_bench_comm(cfg);
   int64_t tables = cfg.get_int("bench.tables");
   std::vector<int64_t> sizes(static_cast<size_t>(tables), cfg.get_int("bench.rows_per_table"));
   const int64_t kNumDense = 13;  // the Criteo layout

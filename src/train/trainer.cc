@@ -67,6 +67,15 @@ int64_t count_lines(const std::string& path) {
   return lines;
 }
 
+// Test hook for the failure path: RECFORGE_FAULT_RANK=<rank>@<step> makes that rank throw before that
+// step, as a bad row or an out-of-memory on one rank would.
+void maybe_inject_fault(int rank, int64_t step) {
+  static const char* spec = std::getenv("RECFORGE_FAULT_RANK");
+  if (spec && std::string(spec) == std::to_string(rank) + "@" + std::to_string(step))
+    throw Error("RECFORGE_FAULT_RANK=" + std::string(spec) + ": injected failure on rank " + std::to_string(rank) +
+                " at step " + std::to_string(step));
+}
+
 std::string json_number(double v) {
   if (!std::isfinite(v)) return "null";
   char s[64];
@@ -375,6 +384,7 @@ TrainSummary Trainer::run() {
         got = source->next(batch);
       }
       if (!got) break;
+      maybe_inject_fault(dp_rank_, step_);
       int64_t global_rows = 0;
       summary.last_loss = train_step_local(batch, dp_size_ == 1 ? batch.size() : -1, &global_rows);
       if (!std::isfinite(summary.last_loss)) {

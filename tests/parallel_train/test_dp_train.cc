@@ -1,0 +1,120 @@
+// Data parallelism end to end: `recforge train` under mpirun with 2 and 4 ranks at per-rank batch b
+// follows the same loss trajectory and ends at the same weights as 1 rank at batch N*b, and one rank
+// raising mid-training ends every rank with a non-zero exit within seconds.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "dataloader/synth.h"
+#include "src/io/tensor_file.h"
+
+namespace rf {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path data_dir() {
+  static fs::path dir = [] {
+    fs::path d = fs::temp_directory_path() / ("rf_dp_test_" + std::to_string(getpid()));
+    fs::create_directories(d);
+    data::SynthSpec spec;
+    spec.rows_train = 8192;
+    spec.rows_test = 2000;
+    spec.min_cardinality = 20;
+    spec.max_cardinality = 300;
+    spec.seed = 21;
+    data::synth_write(spec, (d / "train.tsv").string(), (d / "test.tsv").string());
+    return d;
+  }();
+  return dir;
+}
+
+int run(const std::string& cmd, std::string* output) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  char buf[4096];
+  output->clear();
+  while (fgets(buf, sizeof buf, p)) *output += buf;
+  int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string train_cmd(int ranks, const fs::path& out, const std::string& extra = "") {
+  fs::path d = data_dir();
+  return std::string(MPIEXEC) + " --allow-run-as-root --oversubscribe -np " + std::to_string(ranks) + " " +
+         RECFORGE_BIN + " train --data.train=" + (d / "train.tsv").string() + " --data.test=" +
+         (d / "test.tsv").string() +
+         " --data.hash_buckets=400 --model.embedding_dim=8 --model.bottom_mlp=16,8 --model.top_mlp=16,1"
+         " --train.batch_size=512 --train.threads=1 --train.eval_every=2 --optimizer.dense=adagrad"
+         " --optimizer.lr=0.05 --optimizer.sparse=rowwise_adagrad --train.out_dir=" + out.string() + " " + extra;
+}
+
+// train_loss of every evaluation line in a metrics file.
+std::vector<double> train_losses(const fs::path& metrics) {
+  std::ifstream in(metrics);
+  std::vector<double> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t k = line.find("\"train_loss\": ");
+    if (k != std::string::npos) out.push_back(std::stod(line.substr(k + 14)));
+  }
+  return out;
+}
+
+TEST(DataParallel, RanksMatchOneRankAtTheGlobalBatch) {
+  std::string out;
+  fs::path one = data_dir() / "np1";
+  ASSERT_EQ(run(train_cmd(1, one), &out), 0) << out;
+  std::vector<double> ref = train_losses(one / "metrics.jsonl");
+  ASSERT_EQ(ref.size(), 9u);  // 16 steps, evaluated every 2, plus the final evaluation
+  auto ref_params = read_tensors((one / "params.h5").string());
+  for (int ranks : {2, 4}) {
+    fs::path dir = data_dir() / ("np" + std::to_string(ranks));
+    ASSERT_EQ(run(train_cmd(ranks, dir), &out), 0) << out;
+    std::vector<double> losses = train_losses(dir / "metrics.jsonl");
+    ASSERT_EQ(losses.size(), ref.size());
+    // fp32: N ranks sum their rows' gradients separately and MPI adds the N partial sums, a different
+    // summation order than one rank's; each step differs by rounding (~1e-7 relative), which the
+    // optimizer carries forward. 1e-5 relative leaves room for 16 steps of that and no more.
+    for (size_t i = 0; i < ref.size(); ++i)
+      EXPECT_NEAR(losses[i], ref[i], 1e-5 * std::fabs(ref[i])) << ranks << " ranks, evaluation " << i;
+    auto params = read_tensors((dir / "params.h5").string());
+    ASSERT_EQ(params.size(), ref_params.size());
+    for (auto& [name, t] : ref_params) {
+      const float* a = t.data<float>();
+      const float* b = params.at(name).data<float>();
+      double diff = 0, norm = 0;
+      for (int64_t i = 0; i < t.numel(); ++i) {
+        diff += (double(a[i]) - b[i]) * (double(a[i]) - b[i]);
+        norm += double(a[i]) * a[i];
+      }
+      // Same reason as above: rounding-level differences accumulated over 16 Adagrad steps.
+      EXPECT_LE(std::sqrt(diff), 1e-5 * std::sqrt(norm) + 1e-7) << ranks << " ranks, " << name;
+    }
+  }
+}
+
+TEST(DataParallel, IndivisibleBatchIsRefusedAtStart) {
+  std::string out;
+  EXPECT_EQ(run(train_cmd(3, data_dir() / "np3"), &out), 2) << out;
+  EXPECT_NE(out.find("batch_size = 512 is not divisible by the 3 data-parallel ranks"), std::string::npos) << out;
+}
+
+TEST(DataParallel, OneFailingRankEndsTheJobWithinSeconds) {
+  std::string out;
+  auto start = std::chrono::steady_clock::now();
+  int rc = run("RECFORGE_FAULT_RANK=1@5 " + train_cmd(4, data_dir() / "fail"), &out);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_NE(rc, 0) << out;
+  EXPECT_LT(seconds, 10.0) << out;
+  EXPECT_NE(out.find("rank 1"), std::string::npos) << out;
+  EXPECT_NE(out.find("injected failure on rank 1 at step 5"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace rf
