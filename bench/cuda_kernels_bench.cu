@@ -1,0 +1,284 @@
+// cuda_kernels_bench: achieved bandwidth of the CUDA embedding kernels next to a device-to-device
+// cudaMemcpy measured in the same run, and TFLOP/s of recforge's cuBLASLt linear (bias fused) next to
+// plain cublasGemmEx on the DLRM Kaggle and DCNv2 (MLPerf) layer shapes in fp32/bf16/fp16. Validates
+// before timing, warms up, times with cudaEvents over rotating inputs and reports medians; prints a
+// table and one JSON line. Usage: cuda_kernels_bench [--quick]
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/cast.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/embedding_bag.h"
+#include "kernels/linear.h"
+#include "kernels/optim_fused.h"
+#include "src/core/allocator.h"
+#include "src/core/precision.h"
+#include "src/core/tensor.h"
+
+namespace {
+
+using namespace rf;
+
+#define BENCH_CHECK_CUBLAS(expr)                                                                    \
+  do {                                                                                              \
+    cublasStatus_t st_ = (expr);                                                                    \
+    if (st_ != CUBLAS_STATUS_SUCCESS) throw BackendError(std::string("cuBLAS error ") + #expr);     \
+  } while (0)
+
+const Device kDev = Device::cuda(0);
+
+// Median milliseconds per call of `fn(i)` (i rotates the inputs): `reps` timed groups of `inner` calls.
+double median_ms(const std::function<void(int)>& fn, int reps, int inner, int warmup = 3) {
+  for (int i = 0; i < warmup; ++i) fn(i);
+  RF_CHECK_CUDA(cudaDeviceSynchronize());
+  cudaEvent_t a, b;
+  RF_CHECK_CUDA(cudaEventCreate(&a));
+  RF_CHECK_CUDA(cudaEventCreate(&b));
+  std::vector<double> t;
+  int call = 0;
+  for (int r = 0; r < reps; ++r) {
+    RF_CHECK_CUDA(cudaEventRecord(a, 0));
+    for (int i = 0; i < inner; ++i) fn(call++);
+    RF_CHECK_CUDA(cudaEventRecord(b, 0));
+    RF_CHECK_CUDA(cudaEventSynchronize(b));
+    float ms = 0.0f;
+    RF_CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(static_cast<double>(ms) / inner);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+Tensor random_device(const Shape& shape, DType dt, uint64_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937_64 gen(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  Tensor h = Tensor::empty(shape, DType::kF32);
+  for (int64_t i = 0; i < h.numel(); ++i) h.data<float>()[i] = u(gen);
+  Tensor d32 = h.to(kDev);
+  if (dt == DType::kF32) return d32;
+  Tensor d = Tensor::empty(shape, dt, kDev);
+  cast(d32, d);
+  return d;
+}
+
+struct Bag {
+  Tensor indices, offsets;  // on the device
+  int64_t nnz = 0;
+};
+
+Bag random_bag(int64_t batch, int64_t pooling, int64_t rows, uint64_t seed) {
+  std::mt19937_64 gen(seed);
+  std::uniform_int_distribution<int64_t> r(0, rows - 1);
+  std::vector<int64_t> idx(static_cast<size_t>(batch * pooling)), off(static_cast<size_t>(batch + 1));
+  for (auto& i : idx) i = r(gen);
+  for (int64_t b = 0; b <= batch; ++b) off[static_cast<size_t>(b)] = b * pooling;
+  Bag bag;
+  bag.indices = Tensor::from_vector(idx, {batch * pooling}).to(kDev);
+  bag.offsets = Tensor::from_vector(off, {batch + 1}).to(kDev);
+  bag.nnz = batch * pooling;
+  return bag;
+}
+
+struct Row {
+  std::string name;
+  double ms = 0, value = 0, ceiling = 0;  // GB/s or TFLOP/s, and the ceiling it compares to
+  std::string unit;
+};
+
+std::string json_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) o += (c == '"' ? std::string("\\\"") : std::string(1, c));
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+    if (!cuda_available()) {
+      std::printf("cuda_kernels_bench: no CUDA device visible; nothing to measure\n");
+      return 0;
+    }
+    cudaDeviceProp prop{};
+    RF_CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+    std::printf("cuda_kernels_bench on %s (%d SMs, %.0f MiB L2)\n", prop.name, prop.multiProcessorCount,
+                prop.l2CacheSize / 1048576.0);
+    const int reps = quick ? 7 : 21;
+    std::vector<Row> rows;
+
+    // ---- copy ceiling: a D2D memcpy of 1 GiB; bytes moved = read + write ---------------------------------
+    const size_t copy_bytes_n = size_t{1} << 30;
+    void* src = device_allocate(copy_bytes_n, 0);
+    void* dst = device_allocate(copy_bytes_n, 0);
+    RF_CHECK_CUDA(cudaMemset(src, 1, copy_bytes_n));
+    const double copy_ms = median_ms([&](int) { RF_CHECK_CUDA(cudaMemcpyAsync(dst, src, copy_bytes_n, cudaMemcpyDeviceToDevice, 0)); }, reps, 3);
+    const double copy_gbps = 2.0 * copy_bytes_n / (copy_ms * 1e6);
+    device_free(src, 0);
+    device_free(dst, 0);
+    rows.push_back({"memcpy D2D 1 GiB", copy_ms, copy_gbps, copy_gbps, "GB/s"});
+
+    // ---- embedding bags: rows spread far past L2, random indices, rotating batches -----------------------
+    cuda::set_embedding_bounds_checks(false);  // inputs are generated in range; a real loader validates
+    const int kRotate = 4;
+    struct EmbShape {
+      const char* name;
+      int64_t rows, dim, batch, pooling;
+    };
+    const EmbShape shapes[] = {{"kaggle dim16 L1", 10000000, 16, 65536 * 4, 1},
+                               {"dcnv2 dim128 L8", 2000000, 128, 65536, 8},
+                               {"dim64 L32", 2000000, 64, 16384, 32}};
+    for (const EmbShape& s : shapes) {
+      std::vector<Bag> bags;
+      for (int i = 0; i < kRotate; ++i) bags.push_back(random_bag(s.batch, s.pooling, s.rows, 100 + i));
+      const int64_t nnz = bags[0].nnz;
+      Tensor go = random_device({s.batch, s.dim}, DType::kF32, 7);
+      const Tensor table32 = random_device({s.rows, s.dim}, DType::kF32, 11);  // generated once per shape
+      for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+        Tensor table = Tensor::empty(table32.shape(), dt, kDev);
+        cast(table32, table);
+        Tensor out = Tensor::empty({s.batch, s.dim}, DType::kF32, kDev);
+        // Validate on the first batch against the CPU op before timing.
+        {
+          Tensor host_out = Tensor::empty(out.shape(), DType::kF32);
+          Tensor ht = table.to(Device::cpu()), hi = bags[0].indices.to(Device::cpu()), ho = bags[0].offsets.to(Device::cpu());
+          embedding_bag_forward(ht, hi, ho, PoolMode::kSum, host_out);
+          embedding_bag_forward(table, bags[0].indices, bags[0].offsets, PoolMode::kSum, out);
+          const std::vector<float> a = out.to_vector<float>(), b = host_out.to_vector<float>();
+          double worst = 0;
+          for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, static_cast<double>(std::fabs(a[i] - b[i])));
+          if (!(worst < 1e-4)) throw Error("embedding forward validation failed: max |diff| " + std::to_string(worst));
+        }
+        const double fwd_ms = median_ms(
+            [&](int i) { embedding_bag_forward(table, bags[i % kRotate].indices, bags[i % kRotate].offsets, PoolMode::kSum, out); },
+            reps, 5);
+        const double fwd_bytes = static_cast<double>(nnz) * (s.dim * dtype_size(dt) + 8) + (s.batch + 1) * 8.0 +
+                                 static_cast<double>(s.batch) * s.dim * 4;
+        rows.push_back({std::string("emb fwd ") + s.name + " " + dtype_name(dt), fwd_ms, fwd_bytes / (fwd_ms * 1e6),
+                        copy_gbps, "GB/s"});
+        if (dt == DType::kF32) {
+          // Backward to a SparseGrad: sort + segmented sum (includes the one sync for the unique count).
+          int64_t unique = 0;
+          const double bwd_ms = median_ms(
+              [&](int i) {
+                SparseGrad g = embedding_bag_backward(bags[i % kRotate].indices, bags[i % kRotate].offsets, go,
+                                                      PoolMode::kSum, s.rows);
+                unique = g.rows.numel();
+              },
+              reps, 3);
+          // Essential bytes: indices and offsets in, one grad_out row per lookup, unique rows and values out.
+          const double bwd_bytes = nnz * 8.0 + (s.batch + 1) * 8.0 + static_cast<double>(nnz) * s.dim * 4 +
+                                   unique * (8.0 + s.dim * 4.0);
+          rows.push_back({std::string("emb bwd ") + s.name, bwd_ms, bwd_bytes / (bwd_ms * 1e6), copy_gbps, "GB/s"});
+        }
+        // Fused backward + row-wise Adagrad on the table (reads and writes touched rows and accumulators).
+        Tensor acc = Tensor::zeros({s.rows}, DType::kF32, kDev);
+        int64_t unique = 0;
+        {
+          SparseGrad g = embedding_bag_backward(bags[0].indices, bags[0].offsets, go, PoolMode::kSum, s.rows);
+          unique = g.rows.numel();
+        }
+        RowwiseAdagradArgs args;
+        const double upd_ms = median_ms(
+            [&](int i) {
+              embedding_bag_backward_rowwise_adagrad(bags[i % kRotate].indices, bags[i % kRotate].offsets, go,
+                                                     PoolMode::kSum, table, acc, args);
+            },
+            reps, 3);
+        const double upd_bytes = nnz * 8.0 + (s.batch + 1) * 8.0 + static_cast<double>(nnz) * s.dim * 4 +
+                                 unique * (2.0 * s.dim * dtype_size(dt) + 8.0 + 8.0);
+        rows.push_back({std::string("emb bwd+rowwise adagrad ") + s.name + " " + dtype_name(dt), upd_ms,
+                        upd_bytes / (upd_ms * 1e6), copy_gbps, "GB/s"});
+      }
+    }
+
+    // ---- GEMMs: rf linear (cuBLASLt, bias in the epilogue) vs plain cublasGemmEx -------------------------
+    cublasHandle_t blas;
+    BENCH_CHECK_CUBLAS(cublasCreate(&blas));
+    struct GemmShape {
+      const char* name;
+      int64_t m, k, n;  // y[m, n] = x[m, k] w[n, k]^T
+    };
+    const GemmShape gemms[] = {{"dlrm bot 13->512", 65536, 13, 512},   {"dlrm bot 512->256", 65536, 512, 256},
+                               {"dlrm top 367->512", 65536, 367, 512}, {"dlrm top 512->256", 65536, 512, 256},
+                               {"dcnv2 cross 3456->512 (V)", 65536, 3456, 512},
+                               {"dcnv2 cross 512->3456 (U)", 65536, 512, 3456},
+                               {"dcnv2 top 3456->1024", 65536, 3456, 1024}, {"dcnv2 top 1024->1024", 65536, 1024, 1024},
+                               {"dcnv2 top 1024->512", 65536, 1024, 512}};
+    for (DType dt : {DType::kF32, DType::kBF16, DType::kF16}) {
+      for (const GemmShape& g : gemms) {
+        if (quick && g.m * g.k * g.n > 65536LL * 1024 * 1024) continue;
+        Tensor x = random_device({g.m, g.k}, dt, 21), w = random_device({g.n, g.k}, dt, 22);
+        Tensor b = random_device({g.n}, DType::kF32, 23), y = Tensor::empty({g.m, g.n}, dt, kDev);
+        Tensor y2 = Tensor::empty({g.m, g.n}, dt, kDev);
+        const double flops = 2.0 * g.m * g.n * g.k;
+        // Plain cuBLAS: column-major y^T[n, m] = w[n, k] x^T[k, m] (no bias).
+        const cudaDataType_t t = cuda_type(dt);
+        const float alpha = 1.0f, beta = 0.0f;
+        auto cublas_call = [&](int) {
+          BENCH_CHECK_CUBLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(g.n), static_cast<int>(g.m),
+                                          static_cast<int>(g.k), &alpha, w.raw(), t, static_cast<int>(g.k), x.raw(), t,
+                                          static_cast<int>(g.k), &beta, y2.raw(), t, static_cast<int>(g.n),
+                                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        };
+        auto rf_call = [&](int) { cuda::linear_forward(x, w, &b, y, dt); };
+        // Validate: rf (with bias) minus bias against cuBLAS, on a sample of elements.
+        rf_call(0);
+        cublas_call(0);
+        {
+          Tensor a32 = Tensor::empty(y.shape(), DType::kF32, kDev), b32 = Tensor::empty(y.shape(), DType::kF32, kDev);
+          cast(y, a32);
+          cast(y2, b32);
+          const std::vector<float> av = a32.to_vector<float>(), bv = b32.to_vector<float>(), bias = b.to_vector<float>();
+          double worst = 0;
+          for (size_t i = 0; i < av.size(); i += 997) {
+            const double ref = bv[i] + bias[i % g.n];
+            worst = std::max(worst, std::fabs(av[i] - ref) / (1.0 + std::fabs(ref)));
+          }
+          const double tol = dt == DType::kF32 ? 1e-4 : 3e-2;  // 16-bit outputs: a couple of ulps
+          if (!(worst < tol))
+            throw Error(std::string("GEMM validation failed on ") + g.name + " " + dtype_name(dt) + ": " +
+                        std::to_string(worst));
+        }
+        const double rf_ms = median_ms(rf_call, reps, 3);
+        const double cb_ms = median_ms(cublas_call, reps, 3);
+        rows.push_back({std::string("gemm ") + g.name + " " + dtype_name(dt) + " rf+bias", rf_ms,
+                        flops / (rf_ms * 1e9), flops / (cb_ms * 1e9), "TFLOP/s"});
+      }
+    }
+    cublasDestroy(blas);
+
+    // ---- report ------------------------------------------------------------------------------------------
+    std::printf("\n%-52s %10s %12s %12s %7s\n", "kernel", "ms", "achieved", "ceiling", "ratio");
+    for (const Row& r : rows)
+      std::printf("%-52s %10.4f %9.1f %-2s %9.1f %-2s %6.2f\n", r.name.c_str(), r.ms, r.value,
+                  r.unit == "GB/s" ? "GB" : "TF", r.ceiling, r.unit == "GB/s" ? "GB" : "TF", r.value / r.ceiling);
+    std::printf("(bandwidth rows: ceiling = D2D memcpy read+write GB/s; GEMM rows: ceiling = plain cublasGemmEx "
+                "TFLOP/s on the same shape, without bias)\n");
+    std::ostringstream js;
+    js << "{\"bench\":\"cuda_kernels\",\"device\":\"" << json_escape(prop.name) << "\",\"copy_gbps\":" << copy_gbps
+       << ",\"rows\":[";
+    for (size_t i = 0; i < rows.size(); ++i)
+      js << (i ? "," : "") << "{\"name\":\"" << json_escape(rows[i].name) << "\",\"ms\":" << rows[i].ms
+         << ",\"value\":" << rows[i].value << ",\"unit\":\"" << rows[i].unit << "\",\"ceiling\":" << rows[i].ceiling
+         << ",\"ratio\":" << rows[i].value / rows[i].ceiling << "}";
+    js << "]}";
+    std::printf("%s\n", js.str().c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cuda_kernels_bench: %s\n", e.what());
+    return 1;
+  }
+}

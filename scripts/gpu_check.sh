@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The GPU check for a lent machine: runs the CUDA kernel tests, then the kernel benchmark, from an
+# already built build directory, and keeps the logs. Whole run: well under 3 minutes on an H100/H200.
+#   scripts/gpu_check.sh [BUILD_DIR]        (default: build)
+# Logs go to $OUT when set (the device tool's output folder), else to BUILD_DIR/gpu_check/.
+# Exit status: non-zero when a test fails or the benchmark's validation fails.
+set -uo pipefail
+
+build="${1:-build}"
+logs="${OUT:-$build/gpu_check}"
+mkdir -p "$logs"
+status=0
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | tee "$logs/gpu.txt" || true
+git rev-parse HEAD 2>/dev/null | tee "$logs/commit.txt" || true
+
+test_bin="$build/tests/kernels/test_kernels_cuda"
+if [[ -x "$test_bin" ]]; then
+  echo "== CUDA kernel tests: $test_bin"
+  timeout 300 "$test_bin" --gtest_output="xml:$logs/test_kernels_cuda.xml" 2>&1 | tee "$logs/test_kernels_cuda.log"
+  rc=${PIPESTATUS[0]}
+  echo "== tests exit status $rc"
+  [[ $rc -ne 0 ]] && status=1
+  if grep -q "SKIPPED" "$logs/test_kernels_cuda.log" && ! grep -q "PASSED.*[1-9]" "$logs/test_kernels_cuda.log"; then
+    echo "warning: the CUDA tests skipped: no device visible?"
+  fi
+else
+  echo "missing $test_bin (build it: ninja -C $build test_kernels_cuda)"; status=1
+fi
+
+bench_bin="$build/cuda_kernels_bench"
+if [[ -x "$bench_bin" ]]; then
+  echo "== kernel benchmark: $bench_bin"
+  timeout 240 "$bench_bin" 2>&1 | tee "$logs/cuda_kernels_bench.log"
+  rc=${PIPESTATUS[0]}
+  echo "== bench exit status $rc"
+  [[ $rc -ne 0 ]] && status=1
+  grep '^{"bench"' "$logs/cuda_kernels_bench.log" > "$logs/cuda_kernels_bench.json" || true
+else
+  echo "missing $bench_bin (build it: ninja -C $build cuda_kernels_bench)"; status=1
+fi
+echo "== logs in $logs; overall status $status"
+exit $status
