@@ -144,6 +144,12 @@ void Config::apply_file(const std::string& path) {
   }
 }
 
+Config Config::with_overrides(const std::vector<std::string>& overrides) const {
+  Config copy = *this;
+  copy.apply_overrides(overrides);
+  return copy;
+}
+
 void Config::apply_overrides(const std::vector<std::string>& overrides) {
   namespace po = boost::program_options;
   if (overrides.empty()) return;

@@ -78,6 +78,8 @@ class Config {
   // twice on the command line takes the last value. Throws ConfigError for any bad input.
   static Config load(const std::string& path, const std::vector<std::string>& overrides);
   static Config defaults();
+  // A copy with `--section.key=value` overrides applied on top (validated like the command line's).
+  Config with_overrides(const std::vector<std::string>& overrides) const;
 
   // Typed access. Asking for a key that is not in the schema, or with the wrong type, is a
   // programming error and throws rf::Error (not ConfigError).

@@ -74,6 +74,7 @@ const std::vector<ConfigKey> kSchema = {
   {"optimizer.decay_steps",         int_key(0),                        "0",               "length of the decay (0 = until the last step)"},
   // ---- [parallel] ----
   {"parallel.backend",              choice_key("auto|mpi|nccl"),       "auto",            "collective backend (auto = nccl for GPU tensors, mpi for CPU)"},
+  {"parallel.overlap",              bool_key(),                        "true",            "start each gradient bucket's all-reduce during the backward (false: all after it)"},
   {"parallel.bucket_mb",            int_key(1),                        "25",              "size of a gradient all-reduce bucket in MiB"},
   {"parallel.memory_budget_mb",     int_key(0),                        "0",               "per-device memory for embedding shards when planning (0 = what the device has)"},
   {"parallel.tensor_parallel",      int_key(1),                        "1",               "ranks per tensor-parallel group; the rest of the world is data-parallel"},

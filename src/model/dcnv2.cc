@@ -100,7 +100,7 @@ void Dcnv2::forward(const ModelInput& in, Tensor& logits) {
 void Dcnv2::backward(const ModelInput& in, const Tensor& dlogits) {
   int64_t batch = in.batch();
   int64_t T = embeddings_.num_tables(), d = embeddings_.dim();
-  Tensor g = top_.backward(dlogits.view({batch, 1}), /*need_input_grad=*/true);
+  Tensor g = top_.backward(dlogits.view({batch, 1}), /*need_input_grad=*/true, &hook_);
   grad_x0_.fill_zero();
   Tensor* out_buf = &grad_x_;
   for (size_t l = cross_.size(); l-- > 0;) {
@@ -111,6 +111,10 @@ void Dcnv2::backward(const ModelInput& in, const Tensor& dlogits) {
     grads.u = layer.u.grad;
     grads.b = layer.b.grad;
     cross_backward(xs_[0], xs_[l], layer.weights(), layer.saved, g, grad_x0_, *out_buf, grads, cfg_.compute);
+    if (hook_) {
+      for (const Parameter* p : {&layer.w, &layer.v, &layer.u, &layer.b})
+        if (p->value.defined()) hook_(p);
+    }
     g = *out_buf;
     out_buf = out_buf == &grad_x_ ? &grad_x_next_ : &grad_x_;
   }
@@ -125,7 +129,7 @@ void Dcnv2::backward(const ModelInput& in, const Tensor& dlogits) {
     for (int64_t k = 0; k < d; ++k) gd[b * d + k] = rx[k] + r0[k];
     for (int64_t k = 0; k < T * d; ++k) gp[b * T * d + k] = rx[d + k] + r0[d + k];
   }
-  bottom_.backward(grad_dense_, /*need_input_grad=*/false);
+  bottom_.backward(grad_dense_, /*need_input_grad=*/false, &hook_);
   embeddings_.backward(in.indices, in.offsets, grad_pooled_);
 }
 

@@ -16,6 +16,7 @@ class Dcnv2 : public Model {
   void forward(const ModelInput& in, Tensor& logits) override;
   void backward(const ModelInput& in, const Tensor& dlogits) override;
   ParameterList parameters() override;
+  void set_grad_ready_hook(GradReadyHook hook) override { hook_ = std::move(hook); }
   const ModelConfig& config() const override { return cfg_; }
 
  private:
@@ -26,6 +27,7 @@ class Dcnv2 : public Model {
   };
 
   ModelConfig cfg_;
+  GradReadyHook hook_;
   int64_t width_;  // dim * (T + 1)
   Mlp bottom_;
   EmbeddingCollection embeddings_;

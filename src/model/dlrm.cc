@@ -42,10 +42,10 @@ void Dlrm::forward(const ModelInput& in, Tensor& logits) {
 
 void Dlrm::backward(const ModelInput& in, const Tensor& dlogits) {
   int64_t batch = in.batch();
-  Tensor d_inter = top_.backward(dlogits.view({batch, 1}), /*need_input_grad=*/true);
+  Tensor d_inter = top_.backward(dlogits.view({batch, 1}), /*need_input_grad=*/true, &hook_);
   interaction_backward(bottom_.forward_output(), pooled_, d_inter, cfg_.self_interaction, grad_dense_,
                        grad_pooled_);
-  bottom_.backward(grad_dense_, /*need_input_grad=*/false);
+  bottom_.backward(grad_dense_, /*need_input_grad=*/false, &hook_);
   embeddings_.backward(in.indices, in.offsets, grad_pooled_);
 }
 

@@ -13,10 +13,12 @@ class Dlrm : public Model {
   void forward(const ModelInput& in, Tensor& logits) override;
   void backward(const ModelInput& in, const Tensor& dlogits) override;
   ParameterList parameters() override;
+  void set_grad_ready_hook(GradReadyHook hook) override { hook_ = std::move(hook); }
   const ModelConfig& config() const override { return cfg_; }
 
  private:
   ModelConfig cfg_;
+  GradReadyHook hook_;
   Mlp bottom_;
   EmbeddingCollection embeddings_;
   Mlp top_;

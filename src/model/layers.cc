@@ -82,7 +82,7 @@ const Tensor& Mlp::forward(const Tensor& x) {
   return weights_.empty() ? input_ : outputs_.back();
 }
 
-Tensor Mlp::backward(const Tensor& dy, bool need_input_grad) {
+Tensor Mlp::backward(const Tensor& dy, bool need_input_grad, const GradReadyHook* hook) {
   if (weights_.empty()) return dy;
   size_t n = weights_.size();
   // grad_buffers_[i] holds d(loss)/d(output of layer i before its activation) once the ReLU is undone.
@@ -97,6 +97,10 @@ Tensor Mlp::backward(const Tensor& dy, bool need_input_grad) {
     if (k > 0) dx = &grad_buffers_[k - 1];
     else if (need_input_grad) dx = &grad_input_;
     linear_backward(in, weights_[k].value, g, dx, weights_[k].grad, &biases_[k].grad, compute_);
+    if (hook && *hook) {
+      (*hook)(&weights_[k]);
+      (*hook)(&biases_[k]);
+    }
     if (dx) g = *dx;
   }
   return need_input_grad ? grad_input_ : Tensor();

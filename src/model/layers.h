@@ -40,7 +40,8 @@ class Mlp {
   const Tensor& forward(const Tensor& x);
   // dy [batch, out_dim]; writes every layer's weight/bias gradient. Returns d(input) or, when
   // need_input_grad is false, an undefined tensor (the first GEMM for dx is skipped).
-  Tensor backward(const Tensor& dy, bool need_input_grad);
+  // Calls `hook` (when set) for each layer's weight and bias right after their gradients are written.
+  Tensor backward(const Tensor& dy, bool need_input_grad, const GradReadyHook* hook = nullptr);
 
   // The last forward's output (its input when the MLP has no layers).
   const Tensor& forward_output() const { return widths_.empty() ? input_ : outputs_.back(); }

@@ -50,6 +50,8 @@ class Model {
   // dlogits [batch]: fills the gradient of every parameter (dense grads overwritten, sparse grads set).
   virtual void backward(const ModelInput& in, const Tensor& dlogits) = 0;
   virtual ParameterList parameters() = 0;
+  // Installs (or, with an empty hook, removes) the hook every later backward calls per dense parameter.
+  virtual void set_grad_ready_hook(GradReadyHook hook) = 0;
   virtual const ModelConfig& config() const = 0;
 };
 

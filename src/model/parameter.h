@@ -2,6 +2,7 @@
 // "embeddings.3.weight"): they are the keys of initial-weight files, checkpoints and exports.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,5 +26,9 @@ struct Parameter {
 };
 
 using ParameterList = std::vector<Parameter*>;
+
+// Called by a backward as soon as a dense parameter's gradient is final, so data parallelism can start
+// reducing it while the rest of the backward runs.
+using GradReadyHook = std::function<void(const Parameter*)>;
 
 }  // namespace rf

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "kernels/threads.h"
+#include "parallel/process_group.h"
 #include "profiling/step_timer.h"
 #include "src/cli/commands.h"
 #include "src/config/config.h"
@@ -37,10 +38,44 @@ data::Batch generated_batch(int64_t batch, int64_t num_dense, const std::vector<
 
 }  // namespace
 
+// Median training-step time of the [model] on generated batches, with the gradient all-reduce
+// overlapped with the backward or not (meaningful under mpirun with several ranks).
+double median_step_ms(const Config& cfg, bool overlap) {
+  Config c = cfg.with_overrides({std::string("--parallel.overlap=") + (overlap ? "true" : "false")});
+  int64_t tables = c.get_int("bench.tables");
+  std::vector<int64_t> sizes(static_cast<size_t>(tables), c.get_int("bench.rows_per_table"));
+  const int64_t kNumDense = 13;
+  ModelConfig mc = model_config_from(c, kNumDense, sizes);
+  Trainer trainer(c, mc);
+  data::Batch batch = generated_batch(c.get_int("train.batch_size"), kNumDense, mc.table_sizes, 5);
+  for (int64_t i = 0; i < c.get_int("bench.warmup"); ++i) trainer.train_step(batch);
+  std::vector<double> ms;
+  for (int64_t i = 0; i < c.get_int("bench.steps"); ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    trainer.train_step(batch);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
 int run_bench(const Config& cfg) {
   const std::string& target = cfg.get_string("bench.target");
   if (target == "loader") return run_bench_loader(cfg);
-  if (target == "comm") return run_bench_comm(cfg);
+  if (target == "comm") {
+    int rc = run_bench_comm(cfg);
+    if (rc != 0) return rc;
+    double on = median_step_ms(cfg, true), off = median_step_ms(cfg, false);
+    ProcessGroup& pg = ProcessGroup::get();
+    if (pg.rank() == 0) {
+      std::printf("\ntraining step of the [model] (%s), global batch %lld, %d ranks:\n", cfg.get_string("model.type").c_str(),
+                  static_cast<long long>(cfg.get_int("train.batch_size")), pg.world_size());
+      std::printf("%-28s %10.3f ms\n%-28s %10.3f ms\n", "overlap on (median step)", on, "overlap off (median step)", off);
+      std::printf("{\"bench\": \"overlap\", \"ranks\": %d, \"step_ms_overlap\": %.4f, \"step_ms_no_overlap\": %.4f, "
+                  "\"speedup\": %.4f}\n", pg.world_size(), on, off, off / on);
+    }
+    return 0;
+  }
   int64_t tables = cfg.get_int("bench.tables");
   std::vector<int64_t> sizes(static_cast<size_t>(tables), cfg.get_int("bench.rows_per_table"));
   const int64_t kNumDense = 13;  // the Criteo layout

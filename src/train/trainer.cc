@@ -148,6 +148,10 @@ Trainer::Trainer(const Config& cfg, const ModelConfig& mc) : cfg_(cfg), timing_(
     for (Parameter* p : params_)
       if (!p->sparse) dense.push_back(p);
     buckets_ = std::make_unique<GradientBuckets>(*dp_, dense, static_cast<double>(cfg.get_int("parallel.bucket_mb")));
+    // Overlap: each layer's gradients go into their bucket as soon as the backward has written them,
+    // and a full bucket starts its non-blocking all-reduce while the backward goes on.
+    if (cfg.get_bool("parallel.overlap"))
+      model_->set_grad_ready_hook([this](const Parameter* p) { buckets_->mark_ready(p); });
   }
   eval_batch_size_ = cfg.get_int("train.eval_batch_size");
 }
