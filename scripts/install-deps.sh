@@ -32,4 +32,12 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# onnxruntime (PyPI; Debian has no package) for the serving tests that score the ONNX export. Only
+# onnxruntime itself: it accepts Debian's numpy, and pulling a newer numpy would break python3-torch.
+if ! /usr/bin/python3 -c "import onnxruntime" 2>/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO /usr/bin/python3 -m pip install --quiet --break-system-packages onnxruntime
+fi
 echo "install-deps: all ${#pkgs[@]} packages present"

@@ -13,6 +13,10 @@ const std::vector<Command>& commands() {
       {"synth", "write a synthetic click dataset with the config's data layout (for the quickstart)", run_synth, true, nullptr},
       {"preprocess", "convert data.train/validation/test to binary shards: `recforge preprocess --config FILE --out DIR`",
        run_preprocess, true, nullptr},
+      {"export", "write the serving export (HDF5 or ONNX) of trained parameters: `recforge export --config FILE --export.checkpoint=DIR`",
+       run_export, true, nullptr},
+      {"predict", "score TSV rows with an export: `recforge predict --predict.model=m.h5 --predict.input=rows.tsv --predict.out=scores.txt`",
+       run_predict, true, nullptr},
       {"bench", "benchmark training throughput on generated batches: `recforge bench dlrm --config FILE`", run_bench,
        true, "bench.target"},
   };
