@@ -21,6 +21,7 @@
 #include "src/optim/optimizer.h"
 #include "src/optim/schedule.h"
 #include "src/train/data_source.h"
+#include "src/serve/export.h"
 #include "src/train/progress.h"
 #include "dataloader/batch_source.h"
 
@@ -414,7 +415,11 @@ TrainSummary Trainer::run() {
   std::string skipped = source->bad_rows_summary();
   if (!skipped.empty()) log_warn(train_path, ": ", skipped);
 
-  if (lead) save_parameters(out_dir + "/params.h5", params_);
+  if (lead) {
+    save_parameters(out_dir + "/params.h5", params_);
+    // The serving export (docs/export_format.md), written at the end of every run.
+    serve::write_export(out_dir + "/model.h5", *model_, schema, serve::Quantize::kNone);
+  }
   if (test.size() > 0) {
     summary.test = evaluate_and_log(test, "test");
     summary.evaluated = true;

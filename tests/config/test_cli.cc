@@ -74,7 +74,7 @@ TEST(Cli, UnknownCommandListsValidOnes) {
   Result r = run_recforge("trian");
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find("unknown command 'trian'"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("train, eval, synth, bench"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("train, eval, synth, preprocess, export, predict, bench"), std::string::npos) << r.out;
   EXPECT_EQ(run_recforge("").code, 2);
 }
 
