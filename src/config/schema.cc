@@ -78,6 +78,8 @@ const std::vector<ConfigKey> kSchema = {
   {"parallel.bucket_mb",            int_key(1),                        "25",              "size of a gradient all-reduce bucket in MiB"},
   {"parallel.memory_budget_mb",     int_key(0),                        "0",               "per-device memory for embedding shards when planning (0 = what the device has)"},
   {"parallel.tensor_parallel",      int_key(1),                        "1",               "ranks per tensor-parallel group; the rest of the world is data-parallel"},
+  {"parallel.embedding_sharding",   choice_key("auto|replicated|table|row|column"), "replicated", "embedding tables over the data-parallel ranks: replicated (data parallel), whole tables (table), rows (row) or columns (column) per rank, or auto (planner: tables by size within memory_budget_mb, big ones by row)"},
+  {"parallel.table_sharding",       string_key(),                      "",                "per-table sharding over embedding_sharding, e.g. 0:row,3:column (tables numbered from 0)"},
   // ---- [checkpoint] ----
   {"checkpoint.dir",                string_key(),                      "",                "checkpoint directory (empty = no checkpoints)"},
   {"checkpoint.every",              int_key(0),                        "0",               "write a checkpoint every N steps (0 = only at the end)"},
@@ -106,7 +108,7 @@ const std::vector<ConfigKey> kSchema = {
   {"synth.zipf_exponent",           positive_float_key(),              "1.1",             "synth: Zipf exponent of categorical value frequencies"},
   {"synth.logit_std",               positive_float_key(),              "1.25",            "synth: spread of the planted logit (larger = higher attainable AUC)"},
   // ---- [bench] ----
-  {"bench.target",                  choice_key("dlrm|comm|loader"),    "dlrm",            "bench: what to benchmark (dlrm: the model in [model] on generated batches; comm: collectives; loader: data loading vs the trainer)"},
+  {"bench.target",                  choice_key("dlrm|comm|loader|sharding"), "dlrm",      "bench: what to benchmark (dlrm: the model in [model] on generated batches; comm: collectives; loader: data loading vs the trainer; sharding: all-to-all time and memory per rank of each embedding sharding mode)"},
   {"bench.steps",                   int_key(1),                        "50",              "bench: timed training steps"},
   {"bench.warmup",                  int_key(0),                        "5",               "bench: untimed steps before timing"},
   {"bench.rows_per_table",          int_key(1),                        "1000000",         "bench: rows of each embedding table with generated batches"},

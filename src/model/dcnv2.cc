@@ -34,8 +34,8 @@ Dcnv2::Dcnv2(const ModelConfig& cfg)
     : cfg_(cfg),
       width_(cfg.embedding_dim * (static_cast<int64_t>(cfg.table_sizes.size()) + 1)),
       bottom_("bottom_mlp", cfg.num_dense, cfg.bottom_mlp, /*relu_last=*/true, cfg.compute),
-      embeddings_(cfg.table_sizes, cfg.embedding_dim, cfg.pooling),
-      top_("top_mlp", width_, cfg.top_mlp, /*relu_last=*/false, cfg.compute) {
+      embeddings_(cfg.table_sizes, cfg.embedding_dim, cfg.pooling, cfg.parallel.get()),  // model parallelism
+      top_("top_mlp", width_, cfg.top_mlp, /*relu_last=*/false, cfg.compute, cfg.parallel.get()) {
   cfg.validate();
   for (int64_t l = 0; l < cfg.cross_layers; ++l) {
     std::string prefix = "cross." + std::to_string(l) + ".";

@@ -7,6 +7,8 @@
 #include "kernels/cross.h"
 #include "src/model/layers.h"
 #include "src/model/model.h"
+#include "src/model/sharded_embedding.h"
+#include "src/model/tp_mlp.h"
 
 namespace rf {
 
@@ -30,9 +32,9 @@ class Dcnv2 : public Model {
   GradReadyHook hook_;
   int64_t width_;  // dim * (T + 1)
   Mlp bottom_;
-  EmbeddingCollection embeddings_;
+  ShardedEmbeddingCollection embeddings_;  // EmbeddingCollection without cfg.parallel
   std::vector<CrossLayer> cross_;
-  Mlp top_;
+  TpMlp top_;  // Mlp without cfg.parallel / tensor parallelism
   int64_t batch_ = -1;
   Tensor pooled_;             // [batch, T, dim]
   std::vector<Tensor> xs_;    // x_0 .. x_L, each [batch, width]

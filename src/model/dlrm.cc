@@ -8,11 +8,11 @@ namespace rf {
 Dlrm::Dlrm(const ModelConfig& cfg)
     : cfg_(cfg),
       bottom_("bottom_mlp", cfg.num_dense, cfg.bottom_mlp, /*relu_last=*/true, cfg.compute),
-      embeddings_(cfg.table_sizes, cfg.embedding_dim, cfg.pooling),
+      embeddings_(cfg.table_sizes, cfg.embedding_dim, cfg.pooling, cfg.parallel.get()),  // model parallelism
       top_("top_mlp",
            interaction_output_dim(static_cast<int64_t>(cfg.table_sizes.size()), cfg.embedding_dim,
                                   cfg.self_interaction),
-           cfg.top_mlp, /*relu_last=*/false, cfg.compute) {
+           cfg.top_mlp, /*relu_last=*/false, cfg.compute, cfg.parallel.get()) {
   cfg.validate();
   // The DLRM reference initialises embeddings first, then the MLPs; the order only matters for
   // reproducing its numbers, and the seed defines everything here.

@@ -4,6 +4,8 @@
 
 #include "src/model/layers.h"
 #include "src/model/model.h"
+#include "src/model/sharded_embedding.h"
+#include "src/model/tp_mlp.h"
 
 namespace rf {
 
@@ -20,8 +22,8 @@ class Dlrm : public Model {
   ModelConfig cfg_;
   GradReadyHook hook_;
   Mlp bottom_;
-  EmbeddingCollection embeddings_;
-  Mlp top_;
+  ShardedEmbeddingCollection embeddings_;  // EmbeddingCollection without cfg.parallel
+  TpMlp top_;  // Mlp without cfg.parallel / tensor parallelism
   int64_t batch_ = -1;
   Tensor pooled_;       // [batch, T, dim]
   Tensor interaction_;  // [batch, interaction_output_dim]

@@ -14,6 +14,7 @@
 namespace rf {
 
 class Config;
+class ModelParallel;
 
 struct ModelConfig {
   std::string type = "dlrm";            // dlrm | dcnv2
@@ -28,6 +29,9 @@ struct ModelConfig {
   PoolMode pooling = PoolMode::kSum;
   uint64_t seed = 1234;
   DType compute = DType::kF32;          // train.precision: the GEMMs' operand type (weights stay fp32)
+  // Model parallelism (src/model/model_parallel.h): sharded tables and tensor-parallel top MLP.
+  // nullptr: the single-process model.
+  std::shared_ptr<ModelParallel> parallel;
 
   // Throws ConfigError naming the key when the shapes cannot work together, or when the CPU models
   // cannot compute in `compute` (fp16).

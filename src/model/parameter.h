@@ -23,6 +23,10 @@ struct Parameter {
   bool sparse = false;
   SparseGrad sparse_grad;
   Sharding sharding = Sharding::kReplicated;
+  // Model parallelism (src/model/model_parallel.h): a sharded parameter keeps its full name and holds
+  // rows [row_begin, row_begin + value.size(0)) and columns [col_begin, ...) of a full
+  // [full_rows, full_cols] tensor (1-D: full_cols = 1). kRowSharded splits dim 0, kColumnSharded dim 1.
+  int64_t row_begin = 0, col_begin = 0, full_rows = -1, full_cols = -1;
 };
 
 using ParameterList = std::vector<Parameter*>;

@@ -13,6 +13,7 @@
 #include "parallel/grad_sync.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/process_group.h"
+#include "src/model/model_parallel.h"
 #include "src/checkpoint/checkpoint.h"
 #include "src/config/config.h"
 #include "src/core/log.h"
@@ -119,15 +120,20 @@ Trainer::Trainer(const Config& cfg) : Trainer(cfg, model_config_for_data(cfg)) {
 Trainer::Trainer(const Config& cfg, const ModelConfig& mc) : cfg_(cfg), timing_(std::make_unique<Timing>()) {
   set_num_threads(static_cast<int>(cfg.get_int("train.threads")));
   ProcessGroup& pg = ProcessGroup::init();
-  if (cfg.get_int("parallel.tensor_parallel") != 1)
-    throw ConfigError("[parallel] tensor_parallel: only 1 (pure data parallelism) is supported so far, got " +
-                      std::to_string(cfg.get_int("parallel.tensor_parallel")));
-  ParallelGrid grid = pg.make_grid(1);
+  ParallelGrid grid = pg.make_grid(static_cast<int>(cfg.get_int("parallel.tensor_parallel")));
   dp_rank_ = grid.dp_rank;
   dp_size_ = grid.dp_size;
+  tp_rank_ = grid.tp_rank;
   // Refuses a global batch the data-parallel world does not divide, before any work is done.
   per_rank_batch(cfg.get_int("train.batch_size"), dp_size_);
-  model_ = make_model(mc);
+  // Model parallelism (src/model/model_parallel.h): tables sharded over the data-parallel group and
+  // the top MLP split over the tensor-parallel group; the plan is refused here when it does not fit.
+  ModelConfig model_cfg = mc;
+  model_cfg.parallel = mp_ = make_model_parallel(cfg, grid, mc);
+  if (mp_ && (!cfg.get_string("checkpoint.dir").empty() || !cfg.get_string("checkpoint.resume").empty() ||
+              !cfg.get_string("model.init").empty()))
+    throw ConfigError("[checkpoint] / [model] init: not supported yet with sharded tables or tensor parallelism");
+  model_ = make_model(model_cfg);
   params_ = model_->parameters();
   const std::string& init = cfg.get_string("model.init");
   if (!init.empty()) load_parameters(init, params_);
@@ -144,7 +150,10 @@ Trainer::Trainer(const Config& cfg, const ModelConfig& mc) : cfg_(cfg), timing_(
   batch_size_ = cfg.get_int("train.batch_size");
   if (dp_size_ > 1) {
     dp_ = std::make_unique<MpiCommunicator>(grid.data_parallel);
-    broadcast_parameters(*dp_, params_);  // every rank starts from rank 0's weights
+    ParameterList replicated;  // sharded parameters are initialised identically from the seed
+    for (Parameter* p : params_)
+      if (p->sharding == Sharding::kReplicated) replicated.push_back(p);
+    broadcast_parameters(*dp_, replicated);  // every rank starts from rank 0's weights
     ParameterList dense;
     for (Parameter* p : params_)
       if (!p->sparse) dense.push_back(p);
@@ -218,7 +227,7 @@ double Trainer::train_step_local(const data::Batch& mine, int64_t global_rows, i
     ScopedPhase p(t.timers, t.sync);
     buckets_->finish();
     for (Parameter* prm : params_)
-      if (prm->sparse) sync_sparse_grads(*dp_, *prm);
+      if (prm->sparse && prm->sharding == Sharding::kReplicated) sync_sparse_grads(*dp_, *prm);  // sharded: owners have it
     Tensor l = Tensor::from_vector<float>({static_cast<float>(loss * static_cast<double>(n))}, {1});
     dp_->all_reduce(l, ReduceOp::kSum);
     loss = static_cast<double>(l.data<float>()[0]) / static_cast<double>(global_rows);
@@ -237,12 +246,17 @@ EvalResult Trainer::evaluate(const data::Batch& all) {
   auto [first, last] = rank_share(all.size());
   BinaryMetrics metrics;
   Tensor logits;
-  for (int64_t begin = first; begin < last; begin += eval_batch_size_) {
-    int64_t end = std::min(last, begin + eval_batch_size_);
+  // Model parallelism: the ranks exchange lookups in every forward, so each runs the same number of
+  // forwards over near-equal chunks of its share.
+  const int64_t max_share = (all.size() + dp_size_ - 1) / dp_size_;
+  const int64_t chunks = (max_share + eval_batch_size_ - 1) / eval_batch_size_;
+  for (int64_t begin = first, c = 0; mp_ ? c < chunks : begin < last; ++c) {
+    int64_t end = mp_ ? first + (last - first) * (c + 1) / chunks : std::min(last, begin + eval_batch_size_);
     data::Batch part = (begin == 0 && end == all.size()) ? all : data::slice_batch(all, begin, end);
     if (logits.shape() != Shape{end - begin}) logits = Tensor::empty({end - begin}, DType::kF32);
     model_->forward(model_input(part), logits);
     metrics.add(logits.data<float>(), part.labels.data<float>(), static_cast<size_t>(end - begin));
+    begin = end;
   }
   if (dp_size_ > 1) gather_metrics(*dp_, metrics);
   EvalResult r;
@@ -331,7 +345,7 @@ TrainSummary Trainer::run() {
   std::string metrics_path = cfg_.get_string("train.metrics_file");
   if (metrics_path.empty()) metrics_path = out_dir + "/metrics.jsonl";
   // Rank 0 writes every file and line of the run; the other ranks only compute.
-  const bool lead = dp_rank_ == 0;
+  const bool lead = dp_rank_ == 0 && tp_rank_ == 0;
   std::ofstream metrics_file;
   if (lead) {
     metrics_file.open(metrics_path, resumed ? std::ios::app : std::ios::trunc);
@@ -415,7 +429,20 @@ TrainSummary Trainer::run() {
   std::string skipped = source->bad_rows_summary();
   if (!skipped.empty()) log_warn(train_path, ": ", skipped);
 
-  if (lead) {
+  // Model parallelism: sharded parameters are gathered in full (a collective) for the file.
+  std::vector<Parameter> full;
+  if (mp_)
+    for (auto& [name, value] : mp_->gather_full_parameters(params_)) {
+      full.emplace_back();
+      full.back().name = name;
+      full.back().value = value;
+    }
+  if (lead && mp_) {
+    ParameterList l;
+    for (Parameter& p : full) l.push_back(&p);
+    save_parameters(out_dir + "/params.h5", l);
+    log_warn("model parallelism: the serving export is not written yet (params.h5 holds the gathered tables)");
+  } else if (lead) {
     save_parameters(out_dir + "/params.h5", params_);
     // The serving export (docs/export_format.md), written at the end of every run.
     serve::write_export(out_dir + "/model.h5", *model_, schema, serve::Quantize::kNone);

@@ -61,6 +61,9 @@ class Trainer {
   std::pair<int64_t, int64_t> rank_share(int64_t rows) const;
 
   Model& model() { return *model_; }
+  // Model parallelism (sharded tables, tensor-parallel MLP): nullptr for plain data parallelism.
+  ModelParallel* model_parallel() { return mp_.get(); }
+  ParamGroupOptimizer& optimizer() { return *optimizer_; }
   // Per-phase seconds so far (data wait, forward, backward, optimizer, evaluation).
   const PhaseTimers& timers() const;
 
@@ -74,6 +77,8 @@ class Trainer {
   int dp_rank_ = 0, dp_size_ = 1;
   std::unique_ptr<Communicator> dp_;
   std::unique_ptr<GradientBuckets> buckets_;
+  std::shared_ptr<ModelParallel> mp_;  // [parallel] embedding_sharding / tensor_parallel
+  int tp_rank_ = 0;
   int64_t step_ = 0;
   int64_t epoch_ = 0;  // epoch of the next batch
   int64_t batch_size_ = 0;

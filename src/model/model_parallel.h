@@ -1,0 +1,70 @@
+// What a model needs to run model-parallel: the communicator its embedding tables are sharded over
+// (the data-parallel group: ranks that see different samples), the tensor-parallel communicator its
+// dense towers are split over (ranks that see the same samples), the sharding plan, and all-to-all
+// counters for benchmarks. A model built without one (ModelConfig::parallel == nullptr) is the
+// single-process model, bit for bit.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "parallel/communicator.h"
+#include "parallel/sharding_plan.h"
+#include "src/model/parameter.h"
+
+namespace rf {
+
+class Config;
+struct ModelConfig;
+struct ParallelGrid;
+
+struct AllToAllStats {
+  double seconds = 0;  // wall time inside the embedding all-to-alls (forward and backward)
+  int64_t bytes = 0;   // bytes this rank sent in them
+  int64_t calls = 0;
+};
+
+class ModelParallel {
+ public:
+  // plan: over embedding->size() ranks; null means every table replicated. tensor: size 1 for none.
+  ModelParallel(std::unique_ptr<Communicator> embedding, std::unique_ptr<Communicator> tensor,
+                std::shared_ptr<const ShardingPlan> plan);
+
+  Communicator& embedding_comm() { return *embedding_; }
+  Communicator& tp_comm() { return *tensor_; }
+  int tp_size() const { return tensor_->size(); }
+  const ShardingPlan* plan() const { return plan_.get(); }
+
+  AllToAllStats a2a;
+
+  // Layers register, at construction and in the same order on every rank, how to re-assemble each
+  // sharded parameter (a collective); gather_full_parameters runs them all.
+  void register_gather(std::string name, std::function<Tensor()> gather);
+  // Every parameter of the model in full: replicated ones as they are, sharded ones gathered. A
+  // collective over the whole world: every rank calls it with its own parameter list.
+  std::map<std::string, Tensor> gather_full_parameters(const ParameterList& local);
+
+ private:
+  std::unique_ptr<Communicator> embedding_, tensor_;
+  std::shared_ptr<const ShardingPlan> plan_;
+  std::vector<std::pair<std::string, std::function<Tensor()>>> gathers_;
+};
+
+// From [parallel] embedding_sharding, table_sharding, memory_budget_mb and tensor_parallel, and the
+// sparse optimizer: plans the tables over the grid's data-parallel group, prints the plan on world
+// rank 0, and returns the context; nullptr when every table is replicated and tensor_parallel is 1
+// (plain data parallelism). Throws ConfigError when the plan does not fit the budget.
+std::shared_ptr<ModelParallel> make_model_parallel(const Config& cfg, const ParallelGrid& grid, const ModelConfig& mc);
+
+// The plan make_model_parallel would make, without communicators (benchmarks, tests).
+ShardingPlan plan_for(const Config& cfg, int world, const ModelConfig& mc);
+
+// Bytes of the parameters and optimizer-state tensors this rank allocated for its sparse (embedding)
+// parameters: what the plan's per-rank number predicts.
+int64_t embedding_bytes_allocated(const ParameterList& params,
+                                  const std::vector<std::pair<std::string, Tensor*>>& optimizer_state);
+
+}  // namespace rf

@@ -1,0 +1,360 @@
+// Sharded embedding tables (see sharded_embedding.h). Message layout, the same for every exchange:
+// what rank s sends rank d is, for each piece d holds (in table order, pieces_of(d)), one block for
+// s's samples. Index messages carry [batch of s] bag lengths then the bags' piece-local rows; pooled
+// and gradient messages carry [batch of s, piece cols] floats. Owners pool with kSum and the
+// requester applies the mean, because a row-wise owner sees only part of each bag.
+#include "src/model/sharded_embedding.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "src/core/error.h"
+
+namespace rf {
+
+namespace {
+
+Sharding param_sharding(ShardingKind k) {
+  switch (k) {
+    case ShardingKind::kRow: return Sharding::kRowSharded;
+    case ShardingKind::kColumn: return Sharding::kColumnSharded;
+    case ShardingKind::kTable: return Sharding::kTableSharded;
+    default: return Sharding::kReplicated;
+  }
+}
+
+Tensor i64_tensor(const std::vector<int64_t>& v) {
+  Tensor t = Tensor::empty({static_cast<int64_t>(v.size())}, DType::kI64);
+  if (!v.empty()) std::memcpy(t.data<int64_t>(), v.data(), v.size() * sizeof(int64_t));
+  return t;
+}
+
+// An all_to_all_v timed into the model's counters.
+void exchange(ModelParallel& mp, const Tensor& in, const std::vector<int64_t>& send, Tensor& out,
+              const std::vector<int64_t>& recv) {
+  auto t0 = std::chrono::steady_clock::now();
+  mp.embedding_comm().all_to_all_v(in, send, out, recv);
+  mp.a2a.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (int64_t c : send) mp.a2a.bytes += c * static_cast<int64_t>(dtype_size(in.dtype()));
+  ++mp.a2a.calls;
+}
+
+int64_t total(const std::vector<int64_t>& v) {
+  int64_t s = 0;
+  for (int64_t x : v) s += x;
+  return s;
+}
+
+}  // namespace
+
+ShardedEmbeddingCollection::ShardedEmbeddingCollection(const std::vector<int64_t>& table_sizes, int64_t dim,
+                                                       PoolMode mode, ModelParallel* mp)
+    : sizes_(table_sizes), dim_(dim), mode_(mode), mp_(mp) {
+  if (!mp_ || !mp_->plan()) {
+    local_.emplace(table_sizes, dim, mode);
+    return;
+  }
+  plan_ = mp_->plan();
+  const int W = comm().size(), me = comm().rank();
+  RF_CHECK(plan_->tables.size() == sizes_.size(), "sharding plan has ", plan_->tables.size(), " tables, the model ",
+           sizes_.size());
+  by_rank_.resize(static_cast<size_t>(W));
+  param_of_table_.assign(sizes_.size(), -1);
+  params_.reserve(sizes_.size());  // Parameter* handed out by collect() must stay put
+  for (size_t t = 0; t < sizes_.size(); ++t) {
+    RF_CHECK(plan_->tables[t].rows == sizes_[t] && plan_->tables[t].dim == dim_, "sharding plan: table ", t, " is [",
+             plan_->tables[t].rows, ", ", plan_->tables[t].dim, "], the model's [", sizes_[t], ", ", dim_, "]");
+    const TablePlacement& pl = plan_->placement[t];
+    for (const ShardPiece& p : pl.pieces) by_rank_[static_cast<size_t>(p.rank)].emplace_back(static_cast<int>(t), p);
+    Parameter prm;
+    prm.name = "embeddings." + std::to_string(t) + ".weight";
+    prm.sparse = true;
+    prm.full_rows = sizes_[t];
+    prm.full_cols = dim_;
+    const ShardPiece* mine = plan_->piece(static_cast<int>(t), me);
+    if (pl.kind == ShardingKind::kReplicated) {
+      prm.value = Tensor::zeros({sizes_[t], dim_}, DType::kF32);
+    } else if (mine) {
+      prm.value = Tensor::zeros({mine->rows(), mine->cols()}, DType::kF32);
+      prm.sharding = param_sharding(pl.kind);
+      prm.row_begin = mine->row_begin;
+      prm.col_begin = mine->col_begin;
+      owned_.push_back({static_cast<int>(t), *mine, {}, {}});
+    }
+    if (prm.value.defined()) {
+      param_of_table_[t] = static_cast<int>(params_.size());
+      params_.push_back(std::move(prm));
+    }
+    if (pl.kind != ShardingKind::kReplicated)
+      mp_->register_gather("embeddings." + std::to_string(t) + ".weight",
+                           [this, t] { return gather_full_table(static_cast<int>(t)); });
+  }
+}
+
+void ShardedEmbeddingCollection::init(InitRng& rng) {
+  if (local_) return local_->init(rng);
+  for (size_t t = 0; t < sizes_.size(); ++t) {
+    const int64_t rows = sizes_[t];
+    const double bound = std::sqrt(1.0 / static_cast<double>(rows));
+    const int pi = param_of_table_[t];
+    if (pi < 0) {  // keep the stream where the single-process init would have it
+      for (int64_t k = 0; k < rows * dim_; ++k) rng.uniform();
+      continue;
+    }
+    Parameter& p = params_[static_cast<size_t>(pi)];
+    const int64_t r0 = p.row_begin, c0 = p.col_begin, nr = p.value.size(0), nc = p.value.size(1);
+    float* w = p.value.data<float>();
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < dim_; ++j) {
+        float v = static_cast<float>((2.0 * rng.uniform() - 1.0) * bound);
+        if (i >= r0 && i < r0 + nr && j >= c0 && j < c0 + nc) w[(i - r0) * nc + (j - c0)] = v;
+      }
+  }
+}
+
+void ShardedEmbeddingCollection::forward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                                         Tensor& pooled) {
+  if (local_) return local_->forward(indices, offsets, pooled);
+  const int64_t T = num_tables();
+  RF_CHECK(static_cast<int64_t>(indices.size()) == T && static_cast<int64_t>(offsets.size()) == T,
+           "embedding collection has ", T, " tables, batch has ", indices.size(), " categorical features");
+  const int64_t B = offsets.empty() ? 0 : offsets[0].numel() - 1;
+  check_shape(pooled, {B, T, dim_}, "pooled embeddings");
+  const int W = comm().size(), me = comm().rank();
+
+  // Every rank's batch size, so owners know how many bags each message holds.
+  Tensor b1 = Tensor::from_vector<int64_t>({B}, {1});
+  Tensor bs = Tensor::empty({W}, DType::kI64);
+  comm().all_gather(b1, bs);
+  batches_ = bs.to_vector<int64_t>();
+
+  // Indices out: for each destination, for each piece it holds, [B] lengths then the piece's rows.
+  std::vector<int64_t> send;
+  std::vector<int64_t> send_counts(static_cast<size_t>(W), 0);
+  for (int d = 0; d < W; ++d) {
+    size_t start = send.size();
+    for (const auto& [t, p] : pieces_of(d)) {
+      const int64_t* idx = indices[static_cast<size_t>(t)].data<int64_t>();
+      const int64_t* off = offsets[static_cast<size_t>(t)].data<int64_t>();
+      const int64_t rows = sizes_[static_cast<size_t>(t)];
+      size_t lengths = send.size();
+      send.resize(send.size() + static_cast<size_t>(B));
+      for (int64_t b = 0; b < B; ++b) {
+        int64_t n = 0;
+        for (int64_t k = off[b]; k < off[b + 1]; ++k) {
+          int64_t r = idx[k];
+          if (r < 0 || r >= rows)
+            throw DataError("embedding table " + std::to_string(t) + ": bag " + std::to_string(b) + " looks up row " +
+                            std::to_string(r) + ", the table has " + std::to_string(rows));
+          if (r >= p.row_begin && r < p.row_end) {
+            send.push_back(r - p.row_begin);
+            ++n;
+          }
+        }
+        send[lengths + static_cast<size_t>(b)] = n;
+      }
+    }
+    send_counts[static_cast<size_t>(d)] = static_cast<int64_t>(send.size() - start);
+  }
+  std::vector<int64_t> ones(static_cast<size_t>(W), 1);
+  Tensor counts_out = i64_tensor(send_counts), counts_in = Tensor::empty({W}, DType::kI64);
+  exchange(*mp_, counts_out, ones, counts_in, ones);
+  std::vector<int64_t> recv_counts = counts_in.to_vector<int64_t>();
+  Tensor send_t = i64_tensor(send), recv_t = Tensor::empty({std::max<int64_t>(1, total(recv_counts))}, DType::kI64);
+  exchange(*mp_, send_t, send_counts, recv_t, recv_counts);
+
+  // Owners: every source's bags, in rank order, into one bag list per piece; pool each with kSum.
+  const int64_t all_bags = total(batches_);
+  for (Owned& o : owned_) {
+    o.offsets.assign(1, 0);
+    o.offsets.reserve(static_cast<size_t>(all_bags + 1));
+    o.rows.clear();
+  }
+  const int64_t* rv = recv_t.data<int64_t>();
+  int64_t pos = 0;
+  for (int s = 0; s < W; ++s) {
+    const int64_t bsz = batches_[static_cast<size_t>(s)];
+    for (Owned& o : owned_) {
+      const int64_t* len = rv + pos;
+      int64_t n = 0;
+      for (int64_t b = 0; b < bsz; ++b) {
+        n += len[b];
+        o.offsets.push_back(o.offsets.back() + len[b]);
+      }
+      o.rows.insert(o.rows.end(), rv + pos + bsz, rv + pos + bsz + n);
+      pos += bsz + n;
+    }
+  }
+  std::vector<Tensor> outs;  // per owned piece: [all_bags, cols]
+  for (Owned& o : owned_) {
+    Tensor out = Tensor::empty({all_bags, o.piece.cols()}, DType::kF32);
+    embedding_bag_forward(params_[static_cast<size_t>(param_of_table_[static_cast<size_t>(o.table)])].value,
+                          i64_tensor(o.rows), i64_tensor(o.offsets), PoolMode::kSum, out);
+    outs.push_back(out);
+  }
+
+  // Pooled blocks back: to source s, per owned piece, the rows of s's bags.
+  std::vector<int64_t> back_counts(static_cast<size_t>(W), 0), in_counts(static_cast<size_t>(W), 0);
+  for (int s = 0; s < W; ++s)
+    for (const Owned& o : owned_) back_counts[static_cast<size_t>(s)] += batches_[static_cast<size_t>(s)] * o.piece.cols();
+  for (int d = 0; d < W; ++d)
+    for (const auto& [t, p] : pieces_of(d)) in_counts[static_cast<size_t>(d)] += B * p.cols();
+  Tensor back = Tensor::empty({std::max<int64_t>(1, total(back_counts))}, DType::kF32);
+  {
+    float* dst = back.data<float>();
+    int64_t first_bag = 0;
+    for (int s = 0; s < W; ++s) {
+      const int64_t bsz = batches_[static_cast<size_t>(s)];
+      for (size_t k = 0; k < owned_.size(); ++k) {
+        const int64_t n = bsz * owned_[k].piece.cols();
+        if (n > 0) std::memcpy(dst, outs[k].data<float>() + first_bag * owned_[k].piece.cols(), static_cast<size_t>(n) * sizeof(float));
+        dst += n;
+      }
+      first_bag += bsz;
+    }
+  }
+  Tensor got = Tensor::empty({std::max<int64_t>(1, total(in_counts))}, DType::kF32);
+  exchange(*mp_, back, back_counts, got, in_counts);
+
+  // Requester: replicated tables locally, sharded ones from their owners (row-wise partial sums added
+  // in rank order, so every rank and every run adds them the same way).
+  pooled.fill_zero();
+  float* out = pooled.data<float>();
+  const size_t row_bytes = static_cast<size_t>(dim_) * sizeof(float);
+  for (int64_t t = 0; t < T; ++t) {
+    if (plan_->placement[static_cast<size_t>(t)].kind != ShardingKind::kReplicated) continue;
+    if (scratch_.shape() != Shape{B, dim_}) scratch_ = Tensor::empty({B, dim_}, DType::kF32);
+    embedding_bag_forward(params_[static_cast<size_t>(param_of_table_[static_cast<size_t>(t)])].value,
+                          indices[static_cast<size_t>(t)], offsets[static_cast<size_t>(t)], mode_, scratch_);
+    const float* src = scratch_.data<float>();
+    for (int64_t b = 0; b < B; ++b) std::memcpy(out + (b * T + t) * dim_, src + b * dim_, row_bytes);
+  }
+  const float* g = got.data<float>();
+  for (int d = 0; d < W; ++d)
+    for (const auto& [t, p] : pieces_of(d)) {
+      const int64_t cols = p.cols();
+      const bool add = plan_->placement[static_cast<size_t>(t)].kind == ShardingKind::kRow;
+      for (int64_t b = 0; b < B; ++b) {
+        float* o = out + (b * T + t) * dim_ + p.col_begin;
+        const float* src = g + b * cols;
+        if (add)
+          for (int64_t c = 0; c < cols; ++c) o[c] += src[c];
+        else
+          std::memcpy(o, src, static_cast<size_t>(cols) * sizeof(float));
+      }
+      g += B * cols;
+    }
+  if (mode_ == PoolMode::kMean) {  // as the kernel does it: times 1/length, empty bags stay zero
+    for (int64_t t = 0; t < T; ++t) {
+      if (plan_->placement[static_cast<size_t>(t)].kind == ShardingKind::kReplicated) continue;
+      const int64_t* off = offsets[static_cast<size_t>(t)].data<int64_t>();
+      for (int64_t b = 0; b < B; ++b) {
+        if (off[b + 1] == off[b]) continue;
+        const float inv = 1.0f / static_cast<float>(off[b + 1] - off[b]);
+        float* o = out + (b * T + t) * dim_;
+        for (int64_t c = 0; c < dim_; ++c) o[c] *= inv;
+      }
+    }
+  }
+  (void)me;
+}
+
+void ShardedEmbeddingCollection::backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                                          const Tensor& grad_pooled) {
+  if (local_) return local_->backward(indices, offsets, grad_pooled);
+  const int64_t T = num_tables();
+  const int64_t B = grad_pooled.size(0);
+  const int W = comm().size();
+  RF_CHECK(B == batches_[static_cast<size_t>(comm().rank())], "sharded embedding backward: batch ", B,
+           ", the last forward had ", batches_[static_cast<size_t>(comm().rank())]);
+  const float* gp = grad_pooled.data<float>();
+
+  // Replicated tables: this rank's sparse gradient (the trainer merges it across ranks).
+  for (int64_t t = 0; t < T; ++t) {
+    if (plan_->placement[static_cast<size_t>(t)].kind != ShardingKind::kReplicated) continue;
+    if (scratch_.shape() != Shape{B, dim_}) scratch_ = Tensor::empty({B, dim_}, DType::kF32);
+    float* s = scratch_.data<float>();
+    for (int64_t b = 0; b < B; ++b)
+      std::memcpy(s + b * dim_, gp + (b * T + t) * dim_, static_cast<size_t>(dim_) * sizeof(float));
+    Parameter& p = params_[static_cast<size_t>(param_of_table_[static_cast<size_t>(t)])];
+    p.sparse_grad = embedding_bag_backward(indices[static_cast<size_t>(t)], offsets[static_cast<size_t>(t)],
+                                           scratch_, mode_, sizes_[static_cast<size_t>(t)]);
+  }
+
+  // Pooled gradients to the owners (mean: already divided by the bag length, as the owner sums).
+  std::vector<int64_t> send_counts(static_cast<size_t>(W), 0), recv_counts(static_cast<size_t>(W), 0);
+  for (int d = 0; d < W; ++d)
+    for (const auto& [t, p] : pieces_of(d)) send_counts[static_cast<size_t>(d)] += B * p.cols();
+  for (int s = 0; s < W; ++s)
+    for (const Owned& o : owned_) recv_counts[static_cast<size_t>(s)] += batches_[static_cast<size_t>(s)] * o.piece.cols();
+  Tensor send = Tensor::empty({std::max<int64_t>(1, total(send_counts))}, DType::kF32);
+  float* dst = send.data<float>();
+  for (int d = 0; d < W; ++d)
+    for (const auto& [t, p] : pieces_of(d)) {
+      const int64_t* off = offsets[static_cast<size_t>(t)].data<int64_t>();
+      for (int64_t b = 0; b < B; ++b) {
+        const float* src = gp + (b * T + t) * dim_ + p.col_begin;
+        if (mode_ == PoolMode::kMean) {
+          const int64_t len = off[b + 1] - off[b];
+          const float scale = len > 0 ? 1.0f / static_cast<float>(len) : 0.0f;
+          for (int64_t c = 0; c < p.cols(); ++c) dst[c] = scale * src[c];
+        } else {
+          std::memcpy(dst, src, static_cast<size_t>(p.cols()) * sizeof(float));
+        }
+        dst += p.cols();
+      }
+    }
+  Tensor recv = Tensor::empty({std::max<int64_t>(1, total(recv_counts))}, DType::kF32);
+  exchange(*mp_, send, send_counts, recv, recv_counts);
+
+  // Owners: one [all bags, cols] gradient per piece, sources in rank order (the bag order of the
+  // forward), reduced to the piece's sparse gradient and averaged over the group.
+  const int64_t all_bags = total(batches_);
+  std::vector<Tensor> grads;
+  for (const Owned& o : owned_) grads.push_back(Tensor::empty({all_bags, o.piece.cols()}, DType::kF32));
+  const float* src = recv.data<float>();
+  int64_t first_bag = 0;
+  for (int s = 0; s < W; ++s) {
+    const int64_t bsz = batches_[static_cast<size_t>(s)];
+    for (size_t k = 0; k < owned_.size(); ++k) {
+      const int64_t n = bsz * owned_[k].piece.cols();
+      if (n > 0)
+        std::memcpy(grads[k].data<float>() + first_bag * owned_[k].piece.cols(), src, static_cast<size_t>(n) * sizeof(float));
+      src += n;
+    }
+    first_bag += bsz;
+  }
+  const float inv_w = static_cast<float>(W);
+  for (size_t k = 0; k < owned_.size(); ++k) {
+    const Owned& o = owned_[k];
+    Parameter& p = params_[static_cast<size_t>(param_of_table_[static_cast<size_t>(o.table)])];
+    p.sparse_grad = embedding_bag_backward(i64_tensor(o.rows), i64_tensor(o.offsets), grads[k], PoolMode::kSum,
+                                           o.piece.rows());
+    // The data-parallel average, divided (not multiplied by 1/W) as sync_sparse_grads does.
+    float* v = p.sparse_grad.values.data<float>();
+    for (int64_t i = 0; i < p.sparse_grad.values.numel(); ++i) v[i] = v[i] / inv_w;
+  }
+}
+
+void ShardedEmbeddingCollection::collect(ParameterList& out) {
+  if (local_) return local_->collect(out);
+  for (Parameter& p : params_) out.push_back(&p);
+}
+
+Tensor ShardedEmbeddingCollection::gather_full_table(int t) {
+  if (local_) {
+    ParameterList all;
+    local_->collect(all);
+    return all[static_cast<size_t>(t)]->value;
+  }
+  const int pi = param_of_table_[static_cast<size_t>(t)];
+  if (plan_->placement[static_cast<size_t>(t)].kind == ShardingKind::kReplicated)
+    return params_[static_cast<size_t>(pi)].value;
+  Tensor none;
+  const Parameter* p = pi >= 0 ? &params_[static_cast<size_t>(pi)] : nullptr;
+  return gather_shards_2d(comm(), p ? p->value : none, p ? p->row_begin : 0, p ? p->col_begin : 0,
+                          sizes_[static_cast<size_t>(t)], dim_);
+}
+
+}  // namespace rf
