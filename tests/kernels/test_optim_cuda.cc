@@ -129,7 +129,9 @@ TEST(CudaSparseOptim, FusedAndUnfusedMatchHostReference) {
         const RowwiseAdagradArgs args{0.05f, 1e-8f, wd};
 
         // Host reference on the table's values (fp32), rounded to the table type at the end.
-        std::vector<float> w_ref(values(table).begin(), values(table).end()), acc_ref = acc0.to_vector<float>();
+        // values() returns a fresh vector: take it once (begin and end of two temporaries would mix).
+        const auto table_values = values(table);
+        std::vector<float> w_ref(table_values.begin(), table_values.end()), acc_ref = acc0.to_vector<float>();
         rowwise_adagrad_host(w_ref, acc_ref, rows, gv, c.dim, args);
         Tensor w_ref_t = Tensor::empty(table.shape(), dt);
         cast(Tensor::from_vector(w_ref, table.shape()), w_ref_t);
@@ -150,7 +152,7 @@ TEST(CudaSparseOptim, FusedAndUnfusedMatchHostReference) {
         EXPECT_TRUE(close(host(a2), values(host(a1)), {1e-6, 1e-5}, "fused vs unfused acc"));
 
         // SGD: w += -lr g on touched rows only.
-        std::vector<float> ws(values(table).begin(), values(table).end());
+        std::vector<float> ws(table_values.begin(), table_values.end());
         for (size_t k = 0; k < rows.size(); ++k)
           for (int64_t d = 0; d < c.dim; ++d) ws[rows[k] * c.dim + d] = std::fma(-0.1f, gv[k * c.dim + d], ws[rows[k] * c.dim + d]);
         Tensor ws_t = Tensor::empty(table.shape(), dt);
