@@ -35,6 +35,9 @@ int run_preprocess(const Config& cfg);
 // `recforge bench loader` (src/cli/bench_loader.cc): tsv parsing, preprocessing and shard reading
 // rows/s next to a raw read of the shard bytes and the DLRM trainer's consumption.
 int run_bench_loader(const Config& cfg);
+// `recforge bench sharding` (src/cli/bench_sharding.cc): all-to-all time per step and memory per rank of
+// each embedding sharding mode; run under mpirun.
+int run_bench_sharding(const Config& cfg);
 // `recforge export` and `recforge predict` (src/serve/commands.cc): the serving export (HDF5 or ONNX)
 // of trained parameters, and CPU scoring of TSV rows with an export.
 int run_export(const Config& cfg);

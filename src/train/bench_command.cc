@@ -62,6 +62,7 @@ double median_step_ms(const Config& cfg, bool overlap) {
 int run_bench(const Config& cfg) {
   const std::string& target = cfg.get_string("bench.target");
   if (target == "loader") return run_bench_loader(cfg);
+  if (target == "sharding") return run_bench_sharding(cfg);  // model parallelism (src/cli/bench_sharding.cc)
   if (target == "comm") {
     int rc = run_bench_comm(cfg);
     if (rc != 0) return rc;
