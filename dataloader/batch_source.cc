@@ -73,7 +73,7 @@ class TsvSource : public BatchSource {
                         " batches of " + std::to_string(global_batch_) + " rows");
       rows += part(skip.size()).size();
     }
-    if (rows != pos.rows)
+    if (pos.rows >= 0 && rows != pos.rows)
       throw DataError("cannot resume " + path_ + " at " + pos.str() + ": rank " + std::to_string(rank_) + " of " +
                       std::to_string(world_) + " has read " + std::to_string(rows) +
                       " rows by that batch (saved with another batch size or world size?)");

@@ -29,7 +29,7 @@ namespace rf::data {
 struct LoaderPosition {
   int64_t epoch = 0;
   int64_t batch = 0;
-  int64_t rows = 0;
+  int64_t rows = 0;  // this rank's rows so far; seek() checks it, unless < 0 (position from another world size)
 
   bool operator==(const LoaderPosition&) const = default;
   std::string str() const;  // "epoch 2 batch 17 rows 34816", also the format parse() reads

@@ -271,7 +271,7 @@ void ShardSource::seek(const LoaderPosition& pos) {
     throw DataError("cannot resume " + data_->path() + " at " + pos.str() + ": an epoch has " +
                     std::to_string(batches_) + " batches of " + std::to_string(global_batch_) + " rows");
   int64_t rows = rank_rows_before(data_->num_rows(), global_batch_, pos.batch, rank_, world_);
-  if (pos.rows != rows)
+  if (pos.rows >= 0 && pos.rows != rows)
     throw DataError("cannot resume " + data_->path() + " at " + pos.str() + ": rank " + std::to_string(rank_) +
                     " of " + std::to_string(world_) + " has read " + std::to_string(rows) +
                     " rows by that batch (saved with another batch size or world size?)");

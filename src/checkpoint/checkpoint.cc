@@ -118,6 +118,7 @@ std::string save_checkpoint(const std::string& root, const CheckpointContents& c
   maybe_fault("optimizer.h5", c.trainer.step);
   std::ostringstream ts;
   ts << "step = " << c.trainer.step << "\nloader_position = " << c.trainer.loader_position
+     << "\nglobal_batch = " << c.trainer.global_batch
      << "\nmodel_seed = " << c.trainer.model_seed << "\n";
   char loss[64];
   std::snprintf(loss, sizeof loss, "%a", c.trainer.last_loss);  // hex float: exact round trip
@@ -213,6 +214,8 @@ TrainerState load_checkpoint(const std::string& dir, const ParameterList& params
   try {
     ts.step = std::stoll(kv.at("step"));
     ts.loader_position = kv.at("loader_position");
+    ts.global_batch = std::stoll(kv.at("global_batch"));
+    ts.world_size = std::stoi(read_key_values(d / "manifest.txt").at("world_size"));
     ts.model_seed = std::stoull(kv.at("model_seed"));
     ts.last_loss = std::strtod(kv.at("last_loss").c_str(), nullptr);
   } catch (const std::exception&) {

@@ -21,6 +21,8 @@ inline constexpr int kCheckpointFormatVersion = 1;
 struct TrainerState {
   int64_t step = 0;             // optimizer steps taken
   std::string loader_position;  // data::LoaderPosition::str() of this rank's source: the next batch
+  int64_t global_batch = 0;     // train.batch_size the position counts in
+  int world_size = 1;           // ranks of the run that wrote the checkpoint (from the manifest)
   uint64_t model_seed = 0;     // for the record: the run's initialisation seed
   double last_loss = 0;
 };

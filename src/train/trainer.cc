@@ -332,8 +332,17 @@ TrainSummary Trainer::run() {
     if (!dir.empty()) {
       TrainerState ts = load_checkpoint(dir, params_, optimizer_->state());
       step_ = ts.step;
+      if (ts.global_batch != batch_size_)
+        throw ConfigError("[train] batch_size = " + std::to_string(batch_size_) + ", but " + dir +
+                          " was written with batch_size = " + std::to_string(ts.global_batch) +
+                          ": resume with the same global batch");
       data::LoaderPosition pos = data::LoaderPosition::parse(ts.loader_position);
-      source->seek(pos);  // refuses a position saved with another batch size or world size
+      if (ts.world_size != dp_size_) {
+        // Another world size: the position in global batches stays, each rank's row count is new.
+        log_info("re-sharding the resumed run from ", ts.world_size, " to ", dp_size_, " ranks");
+        pos.rows = -1;
+      }
+      source->seek(pos);
       epoch_ = pos.epoch;
       resumed = true;
       log_info("resumed from ", dir, ": step ", step_, ", ", pos.str());
@@ -378,6 +387,8 @@ TrainSummary Trainer::run() {
     c.optimizer_state = optimizer_->state();
     c.trainer.step = step_;
     c.trainer.loader_position = source->position().str();
+    c.trainer.global_batch = batch_size_;
+    c.world_size = dp_size_;
     c.trainer.model_seed = model_->config().seed;
     c.trainer.last_loss = summary.last_loss;
     c.config_dump = cfg_.dump();

@@ -9,7 +9,9 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 
 #include "dataloader/synth.h"
 #include "src/io/tensor_file.h"
@@ -97,6 +99,43 @@ TEST(DataParallel, RanksMatchOneRankAtTheGlobalBatch) {
       EXPECT_LE(std::sqrt(diff), 1e-5 * std::sqrt(norm) + 1e-7) << ranks << " ranks, " << name;
     }
   }
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST(DataParallel, TwoRankResumeIsBitExactAndAnotherWorldSizeResumes) {
+  std::string out;
+  fs::path straight = data_dir() / "ck_straight", split = data_dir() / "ck_split";
+  std::string ck_straight = " --checkpoint.dir=" + (straight / "ckpt").string();
+  std::string ck_split = " --checkpoint.dir=" + (split / "ckpt").string();
+  ASSERT_EQ(run(train_cmd(2, straight, ck_straight), &out), 0) << out;
+  ASSERT_EQ(run(train_cmd(2, split, ck_split + " --train.steps=10 --checkpoint.every=5"), &out), 0) << out;
+  ASSERT_EQ(run(train_cmd(2, split, ck_split + " --checkpoint.resume=auto"), &out), 0) << out;
+  EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
+  // Same world size: the resumed run's evaluations and final weights are identical to the straight run.
+  std::vector<double> a = train_losses(straight / "metrics.jsonl"), b = train_losses(split / "metrics.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(slurp(straight / "metrics.jsonl"), slurp(split / "metrics.jsonl"));
+  auto pa = read_tensors((straight / "params.h5").string()), pb = read_tensors((split / "params.h5").string());
+  for (auto& [name, t] : pa)
+    EXPECT_EQ(std::memcmp(t.raw(), pb.at(name).raw(), t.nbytes()), 0) << name;
+
+  // Another world size: the 2-rank checkpoint at step 10 resumes on 4 ranks at the same global batch.
+  fs::path four = data_dir() / "ck_four";
+  fs::create_directories(four / "ckpt");
+  fs::copy(split / "ckpt" / "step-10", four / "ckpt" / "step-10", fs::copy_options::recursive);
+  ASSERT_EQ(run(train_cmd(4, four, " --checkpoint.dir=" + (four / "ckpt").string() + " --checkpoint.resume=auto"), &out), 0)
+      << out;
+  EXPECT_NE(out.find("re-sharding the resumed run from 2 to 4 ranks"), std::string::npos) << out;
+  EXPECT_NE(out.find("step 10, epoch 0 batch 10"), std::string::npos) << out;
+  // Rounding aside (another summation order), it continues the same run: same final losses to 1e-5.
+  std::vector<double> c = train_losses(four / "metrics.jsonl");
+  ASSERT_FALSE(c.empty());
+  EXPECT_NEAR(c.back(), a.back(), 1e-5 * std::fabs(a.back()));
 }
 
 TEST(DataParallel, IndivisibleBatchIsRefusedAtStart) {
