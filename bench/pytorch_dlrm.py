@@ -1,10 +1,15 @@
-"""CPU training throughput of PyTorch eager on the DLRM Criteo-Kaggle shape (or DCNv2 on the same
-inputs): the ceiling recforge's CPU trainer is compared with.
+"""Training throughput of PyTorch eager on the DLRM Criteo-Kaggle shape (or DCNv2 on the same
+inputs), on the CPU or a CUDA GPU: the figure recforge's trainer is compared with.
 
 SGD on everything, embedding bags with sparse=True gradients as the facebookresearch DLRM reference
 trains; batches are generated up front and cycled so that timing sees training only.
 
   /usr/bin/python3 bench/pytorch_dlrm.py [--model dlrm|dcnv2] [--rows 1000000] [--batch 2048] [--threads 2]
+      [--device cpu|cuda] [--dtype fp32|bf16|fp16]
+
+--dtype bf16/fp16 runs the forward under torch.autocast (16-bit GEMM operands, fp32 master weights and
+embedding tables), fp16 with torch.cuda.amp.GradScaler as recforge's dynamic loss scaling. On CUDA the
+timed windows end with torch.cuda.synchronize(); TF32 stays off (PyTorch's default for matmuls).
 """
 import argparse
 import json
@@ -66,7 +71,16 @@ def main():
     ap.add_argument("--steps", type=int, default=10, help="steps per timed window")
     ap.add_argument("--windows", type=int, default=5, help="timed windows; the median is reported")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), default="fp32",
+                    help="autocast compute dtype (fp16 with a GradScaler)")
     args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: torch.cuda.is_available() is False")
+    if args.device == "cpu" and args.dtype == "fp16":
+        sys.exit("--dtype fp16 needs --device cuda (CPU autocast runs bf16)")
+    device = torch.device(args.device)
+    amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -83,8 +97,11 @@ def main():
         for bag in model.embeddings:  # DLRM reference init
             bound = 1.0 / args.rows ** 0.5
             bag.weight.uniform_(-bound, bound)
+    model = model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr)
-    batches = make_batches(rng, args, 8)
+    scaler = torch.cuda.amp.GradScaler() if args.dtype == "fp16" else None
+    batches = [(lab.to(device), den.to(device), [t.to(device) for t in idx], [t.to(device) for t in off])
+               for lab, den, idx, off in make_batches(rng, args, 8)]
     n_params = sum(p.numel() for p in model.parameters())
     emb_params = sum(p.numel() for p in model.sparse_parameters())
     top_in = model.top_mlp[0].in_features
@@ -92,15 +109,26 @@ def main():
           f"({emb_params * 4 / 2**30:.2f} GiB), bottom {args.num_dense}-{'-'.join(map(str, cfg['bottom_mlp']))}, "
           f"top {top_in}-{'-'.join(map(str, cfg['top_mlp']))}"
           + (f", {args.cross_layers} cross layers rank {args.cross_rank or 'full'}" if args.model == "dcnv2" else "")
-          + f" | {n_params / 1e6:.1f} M params, batch {args.batch}, {args.threads} threads, {args.dist} indices, "
+          + f" | {n_params / 1e6:.1f} M params, batch {args.batch}, {args.device} {args.dtype}, "
+          f"{args.threads} threads, {args.dist} indices, "
           f"sgd lr {args.lr:g} (setup {time.perf_counter() - t0:.1f} s)")
 
     def step(k):
         labels, dense, idx, off = batches[k % len(batches)]
         opt.zero_grad(set_to_none=True)
-        loss = ref.bce_loss(model(dense, idx, off), labels)
-        loss.backward()
-        opt.step()
+        if amp_dtype is None:
+            loss = ref.bce_loss(model(dense, idx, off), labels)
+        else:
+            with torch.autocast(device_type=args.device, dtype=amp_dtype):
+                logits = model(dense, idx, off)
+            loss = ref.bce_loss(logits.float(), labels)  # the loss in fp32, as recforge
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         return loss
 
     # Validate before timing: the warm-up steps must train on finite losses.
@@ -118,7 +146,9 @@ def main():
         for _ in range(args.steps):
             loss = step(k)
             k += 1
-        float(loss)  # eager CPU is synchronous already; this only keeps the last step inside the window
+        float(loss)  # waits for the last step's loss (eager CPU is synchronous already)
+        if device.type == "cuda":
+            torch.cuda.synchronize()  # and for its optimizer kernels
         dt = time.perf_counter() - t
         rates.append(args.batch * args.steps / dt)
         print(f"{w:>6} {args.steps:>6} {dt:>9.3f} {rates[-1]:>11.0f}")
@@ -131,7 +161,7 @@ def main():
     print(json.dumps({"pytorch_samples_per_s": med, "pytorch_samples_per_s_best": max(rates),
                       "load_avg_1m": load, "threads": args.threads, "batch": args.batch,
                       "model": args.model, "rows": args.rows, "tables": args.tables, "dim": args.dim,
-                      "dist": args.dist, "torch": torch.__version__}))
+                      "dist": args.dist, "device": args.device, "dtype": args.dtype, "torch": torch.__version__}))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 
 #include "kernels/activation.h"
 #include "kernels/cast.h"
+#include "kernels/concat.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cross.h"
 #include "kernels/embedding_bag.h"
@@ -164,6 +165,21 @@ void cast(const Tensor& src, Tensor& dst) {
 #else
   throw BackendError("op cast: CUDA tensors but recforge was built without CUDA");
 #endif
+}
+
+// ---- column concat / split ------------------------------------------------------------------------
+void concat_columns(const std::vector<Tensor>& parts, Tensor& out) {
+  bool cpu = out.device().is_cpu();
+  for (const Tensor& p : parts) common_device("concat_columns", {&p, &out});
+  if (cpu) return cpu::concat_columns(parts, out);
+  RF_CUDA_OR_THROW(concat_columns, return cuda::concat_columns(parts, out));
+}
+
+void split_columns(const Tensor& in, const Tensor* addend, const std::vector<Tensor>& parts) {
+  bool cpu = common_device("split_columns", {&in, addend}).is_cpu();
+  for (const Tensor& p : parts) common_device("split_columns", {&p, &in});
+  if (cpu) return cpu::split_columns(in, addend, parts);
+  RF_CUDA_OR_THROW(split_columns, return cuda::split_columns(in, addend, parts));
 }
 
 }  // namespace rf

@@ -57,6 +57,14 @@ void fused_adam_step(const std::vector<Tensor*>& params, const std::vector<const
                      const std::vector<Tensor*>& exp_avg, const std::vector<Tensor*>& exp_avg_sq,
                      const AdamArgs& args);
 
+// torch.optim.SGD without momentum as src/optim's Sgd: g' = g * grad_scale (+ wd * w); w += -lr * g'.
+struct SgdArgs {
+  float lr = 0.01f;
+  double weight_decay = 0.0;
+  float grad_scale = 1.0f;
+};
+void fused_sgd_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads, const SgdArgs& args);
+
 // torch.optim.Adagrad as src/optim's Adagrad.
 struct AdagradArgs {
   float lr = 0.01f;

@@ -7,6 +7,7 @@
 
 #include "kernels/activation.h"
 #include "kernels/cast.h"
+#include "kernels/concat.h"
 #include "kernels/cross.h"
 #include "kernels/embedding_bag.h"
 #include "kernels/interaction.h"
@@ -43,5 +44,8 @@ double bce_with_logits_forward(const Tensor& logits, const Tensor& labels);
 void bce_with_logits_backward(const Tensor& logits, const Tensor& labels, float scale, Tensor& grad);
 
 void cast(const Tensor& src, Tensor& dst);
+
+void concat_columns(const std::vector<Tensor>& parts, Tensor& out);
+void split_columns(const Tensor& in, const Tensor* addend, const std::vector<Tensor>& parts);
 
 }  // namespace rf::cpu

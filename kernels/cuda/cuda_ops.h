@@ -10,6 +10,7 @@
 
 #include "kernels/activation.h"
 #include "kernels/cast.h"
+#include "kernels/concat.h"
 #include "kernels/cross.h"
 #include "kernels/embedding_bag.h"
 #include "kernels/interaction.h"
@@ -76,5 +77,9 @@ void cross_backward(const Tensor& x0, const Tensor& x, const CrossWeights& weigh
 double bce_with_logits_forward(const Tensor& logits, const Tensor& labels);
 void bce_with_logits_forward_device(const Tensor& logits, const Tensor& labels, Tensor& loss);
 void bce_with_logits_backward(const Tensor& logits, const Tensor& labels, float scale, Tensor& grad);
+
+// ---- column concat / split (kernels/concat.cu): one launch per 64 parts, no synchronisation ----------
+void concat_columns(const std::vector<Tensor>& parts, Tensor& out);
+void split_columns(const Tensor& in, const Tensor* addend, const std::vector<Tensor>& parts);
 
 }  // namespace rf::cuda

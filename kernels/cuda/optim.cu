@@ -265,6 +265,25 @@ __global__ void __launch_bounds__(kThreads) adagrad_kernel(TensorList l, Adagrad
   }
 }
 
+struct SgdConsts {
+  float neg_lr, wd, grad_scale;
+  bool decay;
+};
+
+__global__ void __launch_bounds__(kThreads) sgd_kernel(TensorList l, SgdConsts c) {
+  const int t = find_tensor(l);
+  const int64_t base = static_cast<int64_t>(blockIdx.x - l.block_start[t]) * kChunk;
+  float* w = l.p[0][t];
+  const float* g = l.p[1][t];
+  const int64_t end = min(base + kChunk, l.n[t]);
+  for (int64_t i = base + threadIdx.x; i < end; i += blockDim.x) {
+    const float wi = w[i];
+    float gi = g[i] * c.grad_scale;
+    if (c.decay) gi = fmaf(c.wd, wi, gi);
+    w[i] = fmaf(c.neg_lr, gi, wi);
+  }
+}
+
 // Groups the tensors into lists of up to kMaxTensors (and under 2^31 blocks) and launches `run` per list.
 template <class Run>
 void multi_tensor(const char* op, const std::vector<std::vector<const Tensor*>>& lists, Run run) {
@@ -403,6 +422,17 @@ void fused_adam_step(const std::vector<Tensor*>& params, const std::vector<const
                [&](const TensorList& l, unsigned blocks) {
                  adam_kernel<<<blocks, kThreads, 0, cuda::detail::stream()>>>(l, c);
                });
+}
+
+void fused_sgd_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads, const SgdArgs& a) {
+  SgdConsts c{};
+  c.neg_lr = -a.lr;
+  c.wd = static_cast<float>(a.weight_decay);
+  c.grad_scale = a.grad_scale;
+  c.decay = a.weight_decay != 0.0;
+  multi_tensor("fused_sgd_step", {as_const(params), grads}, [&](const TensorList& l, unsigned blocks) {
+    sgd_kernel<<<blocks, kThreads, 0, cuda::detail::stream()>>>(l, c);
+  });
 }
 
 void fused_adagrad_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads,

@@ -20,6 +20,8 @@ void device_free(void* ptr, int device);
 void device_memset_zero(void* ptr, size_t bytes, int device);
 // Hands every cached, unused block back to the driver.
 void device_empty_cache();
+// Waits for all work queued on `device` (timing a step end to end); a no-op without CUDA.
+void device_synchronize(int device);
 
 struct DeviceAllocatorStats {
   size_t bytes_in_use = 0;     // handed out to tensors

@@ -133,6 +133,11 @@ DeviceAllocatorStats device_allocator_stats(int device) {
   return c.stats;
 }
 
+void device_synchronize(int device) {
+  DeviceGuard guard(device);
+  RF_CHECK_CUDA(cudaDeviceSynchronize());
+}
+
 void device_memset_zero(void* ptr, size_t bytes, int device) {
   DeviceGuard guard(device);
   RF_CHECK_CUDA(cudaMemset(ptr, 0, bytes));

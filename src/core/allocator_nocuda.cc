@@ -16,6 +16,7 @@ void* device_allocate(size_t, int) { no_cuda(); return nullptr; }
 void device_free(void*, int) {}
 void device_memset_zero(void*, size_t, int) { no_cuda(); }
 void device_empty_cache() {}
+void device_synchronize(int) {}
 DeviceAllocatorStats device_allocator_stats(int) { return {}; }
 
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {

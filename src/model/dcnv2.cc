@@ -2,7 +2,8 @@
 #include "src/model/dcnv2.h"
 
 #include <cmath>
-#include <cstring>
+
+#include "kernels/concat.h"
 
 namespace rf {
 
@@ -70,26 +71,21 @@ void Dcnv2::forward(const ModelInput& in, Tensor& logits) {
   int64_t batch = in.batch();
   int64_t T = embeddings_.num_tables(), d = embeddings_.dim();
   if (batch != batch_) {
-    pooled_ = Tensor::empty({batch, T, d}, DType::kF32);
+    const Device dev = in.dense.device();  // activations live where the batch and the weights are
+    pooled_ = Tensor::empty({batch, T, d}, DType::kF32, dev);
     xs_.clear();
-    for (size_t l = 0; l <= cross_.size(); ++l) xs_.push_back(Tensor::empty({batch, width_}, DType::kF32));
-    grad_x0_ = Tensor::empty({batch, width_}, DType::kF32);
-    grad_x_ = Tensor::empty({batch, width_}, DType::kF32);
-    grad_x_next_ = Tensor::empty({batch, width_}, DType::kF32);
-    grad_dense_ = Tensor::empty({batch, d}, DType::kF32);
-    grad_pooled_ = Tensor::empty({batch, T, d}, DType::kF32);
+    for (size_t l = 0; l <= cross_.size(); ++l) xs_.push_back(Tensor::empty({batch, width_}, DType::kF32, dev));
+    grad_x0_ = Tensor::empty({batch, width_}, DType::kF32, dev);
+    grad_x_ = Tensor::empty({batch, width_}, DType::kF32, dev);
+    grad_x_next_ = Tensor::empty({batch, width_}, DType::kF32, dev);
+    grad_dense_ = Tensor::empty({batch, d}, DType::kF32, dev);
+    grad_pooled_ = Tensor::empty({batch, T, d}, DType::kF32, dev);
     batch_ = batch;
   }
   const Tensor& bottom_out = bottom_.forward(in.dense);
   embeddings_.forward(in.indices, in.offsets, pooled_);
   // x0 = [bottom_out, pooled] row by row.
-  const float* bo = bottom_out.data<float>();
-  const float* pe = pooled_.data<float>();
-  float* x0 = xs_[0].data<float>();
-  for (int64_t b = 0; b < batch; ++b) {
-    std::memcpy(x0 + b * width_, bo + b * d, static_cast<size_t>(d) * sizeof(float));
-    std::memcpy(x0 + b * width_ + d, pe + b * T * d, static_cast<size_t>(T * d) * sizeof(float));
-  }
+  concat_columns({bottom_out, pooled_.view({batch, T * d})}, xs_[0]);
   for (size_t l = 0; l < cross_.size(); ++l)
     cross_forward(xs_[0], xs_[l], cross_[l].weights(), xs_[l + 1], cross_[l].saved, cfg_.compute);
   const Tensor& out = top_.forward(xs_.back());
@@ -119,16 +115,7 @@ void Dcnv2::backward(const ModelInput& in, const Tensor& dlogits) {
     out_buf = out_buf == &grad_x_ ? &grad_x_next_ : &grad_x_;
   }
   // x0 feeds every cross layer and is also x_0 itself: its gradient is the sum of both paths.
-  const float* gx = g.data<float>();
-  const float* g0 = grad_x0_.data<float>();
-  float* gd = grad_dense_.data<float>();
-  float* gp = grad_pooled_.data<float>();
-  for (int64_t b = 0; b < batch; ++b) {
-    const float* rx = gx + b * width_;
-    const float* r0 = g0 + b * width_;
-    for (int64_t k = 0; k < d; ++k) gd[b * d + k] = rx[k] + r0[k];
-    for (int64_t k = 0; k < T * d; ++k) gp[b * T * d + k] = rx[d + k] + r0[d + k];
-  }
+  split_columns(g, &grad_x0_, {grad_dense_, grad_pooled_.view({batch, T * d})});
   bottom_.backward(grad_dense_, /*need_input_grad=*/false, &hook_);
   embeddings_.backward(in.indices, in.offsets, grad_pooled_);
 }

@@ -26,10 +26,11 @@ void Dlrm::forward(const ModelInput& in, Tensor& logits) {
   int64_t batch = in.batch();
   int64_t T = embeddings_.num_tables(), d = embeddings_.dim();
   if (batch != batch_) {
-    pooled_ = Tensor::empty({batch, T, d}, DType::kF32);
-    interaction_ = Tensor::empty({batch, top_.in_dim()}, DType::kF32);
-    grad_dense_ = Tensor::empty({batch, d}, DType::kF32);
-    grad_pooled_ = Tensor::empty({batch, T, d}, DType::kF32);
+    const Device dev = in.dense.device();  // activations live where the batch and the weights are
+    pooled_ = Tensor::empty({batch, T, d}, DType::kF32, dev);
+    interaction_ = Tensor::empty({batch, top_.in_dim()}, DType::kF32, dev);
+    grad_dense_ = Tensor::empty({batch, d}, DType::kF32, dev);
+    grad_pooled_ = Tensor::empty({batch, T, d}, DType::kF32, dev);
     batch_ = batch;
   }
   const Tensor& bottom_out = bottom_.forward(in.dense);

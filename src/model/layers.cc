@@ -2,9 +2,9 @@
 #include "src/model/layers.h"
 
 #include <cmath>
-#include <cstring>
 
 #include "kernels/activation.h"
+#include "kernels/concat.h"
 #include "kernels/linear.h"
 
 namespace rf {
@@ -56,22 +56,23 @@ void Mlp::init(InitRng& rng) {
   }
 }
 
-void Mlp::ensure_buffers(int64_t batch) {
-  if (batch == batch_) return;
+void Mlp::ensure_buffers(int64_t batch, Device device) {
+  if (batch == batch_ && device == device_) return;
   outputs_.clear();
   grad_buffers_.clear();
   for (int64_t w : widths_) {
-    outputs_.push_back(Tensor::empty({batch, w}, DType::kF32));
-    grad_buffers_.push_back(Tensor::empty({batch, w}, DType::kF32));
+    outputs_.push_back(Tensor::empty({batch, w}, DType::kF32, device));
+    grad_buffers_.push_back(Tensor::empty({batch, w}, DType::kF32, device));
   }
-  grad_input_ = Tensor::empty({batch, in_dim_}, DType::kF32);
+  grad_input_ = Tensor::empty({batch, in_dim_}, DType::kF32, device);
   batch_ = batch;
+  device_ = device;
 }
 
 const Tensor& Mlp::forward(const Tensor& x) {
   RF_CHECK(x.dim() == 2 && x.size(1) == in_dim_, weights_.empty() ? "mlp" : weights_[0].name,
            ": input ", shape_str(x.shape()), ", expected [batch, ", in_dim_, "]");
-  ensure_buffers(x.size(0));
+  ensure_buffers(x.size(0), x.device());
   input_ = x;
   const Tensor* in = &x;
   for (size_t i = 0; i < weights_.size(); ++i) {
@@ -141,31 +142,31 @@ void EmbeddingCollection::forward(const std::vector<Tensor>& indices, const std:
            "embedding collection has ", T, " tables, batch has ", indices.size(), " categorical features");
   int64_t batch = offsets.empty() ? 0 : offsets[0].numel() - 1;
   check_shape(pooled, {batch, T, dim_}, "pooled embeddings");
-  if (scratch_out_.shape() != Shape{batch, dim_}) scratch_out_ = Tensor::empty({batch, dim_}, DType::kF32);
-  float* dst = pooled.data<float>();
-  size_t row_bytes = static_cast<size_t>(dim_) * sizeof(float);
-  for (int64_t t = 0; t < T; ++t) {
-    embedding_bag_forward(tables_[t].value, indices[t], offsets[t], mode_, scratch_out_);
-    // Interleave into [batch, T, dim]: the interaction and cross layers read one sample's T vectors
-    // contiguously, which matters more than the extra copy of batch * dim floats per table.
-    const float* src = scratch_out_.data<float>();
-    for (int64_t b = 0; b < batch; ++b) std::memcpy(dst + (b * T + t) * dim_, src + b * dim_, row_bytes);
-  }
+  std::vector<Tensor> parts = scratch_parts(scratch_out_, batch, pooled.device());
+  for (int64_t t = 0; t < T; ++t) embedding_bag_forward(tables_[t].value, indices[t], offsets[t], mode_, parts[t]);
+  // Interleave into [batch, T, dim]: the interaction and cross layers read one sample's T vectors
+  // contiguously, which matters more than the extra copy of batch * T * dim floats.
+  Tensor wide = pooled.view({batch, T * dim_});
+  concat_columns(parts, wide);
 }
 
 void EmbeddingCollection::backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                                    const Tensor& grad_pooled) {
   int64_t T = num_tables();
   int64_t batch = grad_pooled.size(0);
-  if (scratch_grad_.shape() != Shape{batch, dim_}) scratch_grad_ = Tensor::empty({batch, dim_}, DType::kF32);
-  const float* src = grad_pooled.data<float>();
-  size_t row_bytes = static_cast<size_t>(dim_) * sizeof(float);
-  for (int64_t t = 0; t < T; ++t) {
-    float* g = scratch_grad_.data<float>();
-    for (int64_t b = 0; b < batch; ++b) std::memcpy(g + b * dim_, src + (b * T + t) * dim_, row_bytes);
-    tables_[t].sparse_grad =
-        embedding_bag_backward(indices[t], offsets[t], scratch_grad_, mode_, tables_[t].value.size(0));
-  }
+  std::vector<Tensor> parts = scratch_parts(scratch_grad_, batch, grad_pooled.device());
+  split_columns(grad_pooled.view({batch, T * dim_}), nullptr, parts);
+  for (int64_t t = 0; t < T; ++t)
+    tables_[t].sparse_grad = embedding_bag_backward(indices[t], offsets[t], parts[t], mode_, tables_[t].value.size(0));
+}
+
+std::vector<Tensor> EmbeddingCollection::scratch_parts(Tensor& scratch, int64_t batch, Device device) {
+  const int64_t T = num_tables();
+  if (scratch.shape() != Shape{T, batch, dim_} || !(scratch.device() == device))
+    scratch = Tensor::empty({T, batch, dim_}, DType::kF32, device);
+  std::vector<Tensor> parts;
+  for (int64_t t = 0; t < T; ++t) parts.push_back(scratch.slice_rows(t, t + 1).view({batch, dim_}));
+  return parts;
 }
 
 void EmbeddingCollection::collect(ParameterList& out) {

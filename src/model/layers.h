@@ -50,7 +50,8 @@ class Mlp {
   void collect(ParameterList& out);
 
  private:
-  void ensure_buffers(int64_t batch);
+  // Activation buffers live on the input's device (the model's device).
+  void ensure_buffers(int64_t batch, Device device);
 
   int64_t in_dim_;
   std::vector<int64_t> widths_;
@@ -62,6 +63,7 @@ class Mlp {
   std::vector<Tensor> grad_buffers_; // [batch, widths[i]] scratch for the backward
   Tensor grad_input_;                // [batch, in_dim]
   int64_t batch_ = -1;
+  Device device_;
 };
 
 // One embedding bag per categorical feature; table t has table_sizes[t] rows of `dim`.
@@ -85,7 +87,10 @@ class EmbeddingCollection {
   int64_t dim_;
   PoolMode mode_;
   std::vector<Parameter> tables_;
-  Tensor scratch_out_, scratch_grad_;  // [batch, dim] per-table staging
+  // Per-table staging on the model's device: [T, batch, dim], table t's pooled rows (or their
+  // gradient) in block t; concat_columns / split_columns move them to and from [batch, T, dim].
+  Tensor scratch_out_, scratch_grad_;
+  std::vector<Tensor> scratch_parts(Tensor& scratch, int64_t batch, Device device);
 };
 
 }  // namespace rf

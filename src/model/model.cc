@@ -2,6 +2,7 @@
 #include "src/model/model.h"
 
 #include "src/config/config.h"
+#include "src/core/allocator.h"
 #include "src/model/dcnv2.h"
 #include "src/model/dlrm.h"
 
@@ -20,17 +21,43 @@ void ModelConfig::validate() const {
   if (top_mlp.empty() || top_mlp.back() != 1) fail("top_mlp", "the last width must be 1 (the logit)");
   if (type == "dcnv2" && cross_layers < 0) fail("cross_layers", "expected >= 0");
   if (type == "dcnv2" && cross_rank < 0) fail("cross_rank", "expected >= 0 (0 = full rank)");
-  // The models run on the CPU, whose GEMMs take fp32 or bf16 operands; fp16 (with loss scaling) is CUDA's.
-  if (compute == DType::kF16)
-    throw ConfigError("train.precision=fp16 needs the CUDA backend; use bf16 or fp32 on the CPU");
-  if (compute != DType::kF32 && compute != DType::kBF16)
+  // The CPU GEMMs take fp32 or bf16 operands; fp16 (with loss scaling) is CUDA's.
+  if (compute == DType::kF16 && !device.is_cuda())
+    throw ConfigError("train.precision=fp16 needs the CUDA backend; use bf16 or fp32 on the CPU, or train.device=cuda");
+  if (device.is_cuda() && parallel)
+    throw ConfigError("train.device=cuda: sharded tables and tensor parallelism run on the CPU only so far");
+  if (compute != DType::kF32 && compute != DType::kBF16 && compute != DType::kF16)
     throw ConfigError(std::string("train.precision: expected fp32, bf16 or fp16, got ") + dtype_name(compute));
 }
 
 std::unique_ptr<Model> make_model(const ModelConfig& cfg) {
   cfg.validate();
-  if (cfg.type == "dlrm") return std::make_unique<Dlrm>(cfg);
-  return std::make_unique<Dcnv2>(cfg);
+  if (cfg.device.is_cuda() && cfg.device.index >= cuda_device_count())
+    throw ConfigError("train.device=" + cfg.device.str() + ": " + std::to_string(cuda_device_count()) +
+                      " CUDA device(s) visible to this process (or recforge was built without CUDA)");
+  std::unique_ptr<Model> model;
+  if (cfg.type == "dlrm") model = std::make_unique<Dlrm>(cfg);
+  else model = std::make_unique<Dcnv2>(cfg);
+  if (!cfg.device.is_cpu()) {
+    // Initialised on the host (identical weights on every device), then moved: the layers keep
+    // Parameter objects by value, so replacing the tensors moves the model.
+    for (Parameter* p : model->parameters()) {
+      p->value = p->value.to(cfg.device);
+      if (p->grad.defined()) p->grad = p->grad.to(cfg.device);
+    }
+  }
+  return model;
+}
+
+Device parse_device(const std::string& name) {
+  if (name == "cpu") return Device::cpu();
+  if (name == "cuda") return Device::cuda(0);
+  if (name.rfind("cuda:", 0) == 0) {
+    const std::string idx = name.substr(5);
+    if (!idx.empty() && idx.find_first_not_of("0123456789") == std::string::npos)
+      return Device::cuda(std::stoi(idx));
+  }
+  throw ConfigError("train.device: expected cpu, cuda or cuda:<index>, got '" + name + "'");
 }
 
 ModelConfig model_config_from(const Config& cfg, int64_t num_dense, const std::vector<int64_t>& table_sizes) {
@@ -51,6 +78,7 @@ ModelConfig model_config_from(const Config& cfg, int64_t num_dense, const std::v
   m.pooling = parse_pool_mode(cfg.get_string("model.pooling"));
   m.seed = static_cast<uint64_t>(cfg.get_int("model.seed"));
   m.compute = parse_dtype(cfg.get_string("train.precision"));  // schema allows fp32|bf16|fp16 only
+  m.device = parse_device(cfg.get_string("train.device"));
   m.validate();
   return m;
 }

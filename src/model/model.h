@@ -29,12 +29,15 @@ struct ModelConfig {
   PoolMode pooling = PoolMode::kSum;
   uint64_t seed = 1234;
   DType compute = DType::kF32;          // train.precision: the GEMMs' operand type (weights stay fp32)
+  // train.device: where parameters, activations and the step live. Weights are initialised on the
+  // host from `seed` (the same values on every device) and then copied there.
+  Device device = Device::cpu();
   // Model parallelism (src/model/model_parallel.h): sharded tables and tensor-parallel top MLP.
   // nullptr: the single-process model.
   std::shared_ptr<ModelParallel> parallel;
 
-  // Throws ConfigError naming the key when the shapes cannot work together, or when the CPU models
-  // cannot compute in `compute` (fp16).
+  // Throws ConfigError naming the key when the shapes cannot work together, or when the device cannot
+  // compute in `compute` (fp16 needs CUDA).
   void validate() const;
 };
 
@@ -59,11 +62,15 @@ class Model {
   virtual const ModelConfig& config() const = 0;
 };
 
-// Builds the model named by cfg.type, initialised from cfg.seed as the DLRM reference does.
+// Builds the model named by cfg.type, initialised from cfg.seed as the DLRM reference does, with its
+// parameters (and dense gradients) on cfg.device.
 std::unique_ptr<Model> make_model(const ModelConfig& cfg);
 
 // Reads [model] from the config; table_sizes may be overridden by the data (hash buckets).
 ModelConfig model_config_from(const Config& cfg, int64_t num_dense, const std::vector<int64_t>& table_sizes);
+
+// "cpu", "cuda" (device 0) or "cuda:<k>" (train.device); throws ConfigError otherwise.
+Device parse_device(const std::string& name);
 
 // Parameter count and bytes (fp32), for the start-up summary.
 int64_t parameter_count(const ParameterList& params);

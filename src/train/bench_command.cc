@@ -10,6 +10,7 @@
 #include "profiling/step_timer.h"
 #include "src/cli/commands.h"
 #include "src/config/config.h"
+#include "src/core/allocator.h"
 #include "src/train/trainer.h"
 
 namespace rf::cli {
@@ -34,6 +35,22 @@ data::Batch generated_batch(int64_t batch, int64_t num_dense, const std::vector<
     b.offsets.push_back(off);
   }
   return b;
+}
+
+// The batch on `dev`, so that a GPU benchmark times the step and not the host-to-device copy.
+data::Batch on_device(const data::Batch& b, Device dev) {
+  if (dev.is_cpu()) return b;
+  data::Batch out;
+  out.labels = b.labels.to(dev);
+  out.dense = b.dense.to(dev);
+  for (const Tensor& t : b.indices) out.indices.push_back(t.to(dev));
+  for (const Tensor& t : b.offsets) out.offsets.push_back(t.to(dev));
+  return out;
+}
+
+// The step's queued kernels finished (a GPU step returns before its optimizer kernels have run).
+void wait_for(const Trainer& trainer) {
+  if (trainer.device().is_cuda()) device_synchronize(trainer.device().index);
 }
 
 }  // namespace
@@ -88,15 +105,18 @@ int run_bench(const Config& cfg) {
 
   // A few distinct batches so that the same rows are not hit every step.
   std::vector<data::Batch> batches;
-  for (uint64_t s = 0; s < 4; ++s) batches.push_back(generated_batch(batch, kNumDense, mc.table_sizes, 17 + s));
+  for (uint64_t s = 0; s < 4; ++s)
+    batches.push_back(on_device(generated_batch(batch, kNumDense, mc.table_sizes, 17 + s), trainer.device()));
 
   for (int64_t i = 0; i < warmup; ++i) trainer.train_step(batches[static_cast<size_t>(i) % batches.size()]);
+  wait_for(trainer);
   PhaseTimers before = trainer.timers();
   std::vector<double> step_ms;
   auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < steps; ++i) {
     auto t0 = std::chrono::steady_clock::now();
     trainer.train_step(batches[static_cast<size_t>(i) % batches.size()]);
+    wait_for(trainer);
     step_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -106,8 +126,9 @@ int run_bench(const Config& cfg) {
   double samples_per_s = static_cast<double>(batch) / (median_ms / 1e3);
 
   const PhaseTimers& after = trainer.timers();
-  std::printf("recforge bench %s: %s, %lld tables x %lld rows, dim %lld, batch %lld, %d threads, %s\n",
-              cfg.get_string("bench.target").c_str(), mc.type.c_str(), static_cast<long long>(tables),
+  std::printf("recforge bench %s: %s on %s, %lld tables x %lld rows, dim %lld, batch %lld, %d threads, %s\n",
+              cfg.get_string("bench.target").c_str(), mc.type.c_str(), mc.device.str().c_str(),
+              static_cast<long long>(tables),
               static_cast<long long>(sizes.empty() ? 0 : sizes[0]), static_cast<long long>(mc.embedding_dim),
               static_cast<long long>(batch), num_threads(), cfg.get_string("train.precision").c_str());
   std::printf("%-12s %10s\n", "phase", "ms/step");
@@ -116,10 +137,11 @@ int run_bench(const Config& cfg) {
   std::printf("%-12s %10.3f (median of %lld steps; mean %.3f)\n", "step", median_ms, static_cast<long long>(steps),
               1e3 * seconds / static_cast<double>(steps));
   std::printf("samples/s    %10.0f\n", samples_per_s);
-  std::printf("{\"bench\": \"%s\", \"model\": \"%s\", \"batch\": %lld, \"threads\": %d, \"precision\": \"%s\", "
-              "\"median_step_ms\": %.4f, \"samples_per_s\": %.1f}\n",
-              cfg.get_string("bench.target").c_str(), mc.type.c_str(), static_cast<long long>(batch), num_threads(),
-              cfg.get_string("train.precision").c_str(), median_ms, samples_per_s);
+  std::printf("{\"bench\": \"%s\", \"model\": \"%s\", \"device\": \"%s\", \"batch\": %lld, \"threads\": %d, "
+              "\"precision\": \"%s\", \"median_step_ms\": %.4f, \"samples_per_s\": %.1f}\n",
+              cfg.get_string("bench.target").c_str(), mc.type.c_str(), mc.device.str().c_str(),
+              static_cast<long long>(batch), num_threads(), cfg.get_string("train.precision").c_str(), median_ms,
+              samples_per_s);
   return 0;
 }
 

@@ -8,7 +8,9 @@
 #include <optional>
 
 #include "kernels/loss.h"
+#include "kernels/loss_scaler.h"
 #include "kernels/threads.h"
+#include "profiling/nvtx.h"
 #include "profiling/step_timer.h"
 #include "parallel/grad_sync.h"
 #include "parallel/mpi_communicator.h"
@@ -19,6 +21,7 @@
 #include "src/core/log.h"
 #include "src/io/tensor_file.h"
 #include "src/metrics/binary_metrics.h"
+#include "src/optim/device_optimizer.h"
 #include "src/optim/optimizer.h"
 #include "src/optim/schedule.h"
 #include "src/train/data_source.h"
@@ -37,7 +40,8 @@ struct Trainer::Timing {
   size_t optimizer = timers.phase("optimizer");
   size_t eval = timers.phase("evaluation");
   size_t checkpoint = timers.phase("checkpoint");
-  Tensor logits, dlogits;  // [batch]
+  Tensor logits, dlogits;  // [batch], on the model's device
+  std::unique_ptr<DynamicLossScaler> scaler;  // train.precision=fp16 only
 };
 
 namespace {
@@ -55,6 +59,18 @@ OptimizerHyperparams hyperparams_from(const Config& cfg) {
   hp.sparse_eps = cfg.get_float("optimizer.adagrad_eps");
   hp.initial_accumulator = cfg.get_float("optimizer.adagrad_init");
   return hp;
+}
+
+// The batch's tensors on `dev`; a batch already there is returned as it is (no copy), so callers
+// that keep batches on the device (the benchmark) time the step alone.
+data::Batch batch_on(const data::Batch& b, Device dev) {
+  if (!b.labels.defined() || b.labels.device() == dev) return b;
+  data::Batch out;
+  out.labels = b.labels.to(dev);
+  out.dense = b.dense.to(dev);
+  for (const Tensor& t : b.indices) out.indices.push_back(t.to(dev));
+  for (const Tensor& t : b.offsets) out.offsets.push_back(t.to(dev));
+  return out;
 }
 
 int64_t count_lines(const std::string& path) {
@@ -133,13 +149,21 @@ Trainer::Trainer(const Config& cfg, const ModelConfig& mc) : cfg_(cfg), timing_(
   if (mp_ && (!cfg.get_string("checkpoint.dir").empty() || !cfg.get_string("checkpoint.resume").empty() ||
               !cfg.get_string("model.init").empty()))
     throw ConfigError("[checkpoint] / [model] init: not supported yet with sharded tables or tensor parallelism");
+  if (model_cfg.device.is_cuda() && dp_size_ > 1)
+    throw ConfigError("train.device=cuda: data parallelism over MPI runs on the CPU only so far");
+  nvtx::set_enabled(cfg.get_bool("profiling.nvtx"));
   model_ = make_model(model_cfg);
   params_ = model_->parameters();
   const std::string& init = cfg.get_string("model.init");
-  if (!init.empty()) load_parameters(init, params_);
+  if (!init.empty()) load_parameters(init, params_);  // copies into device parameters as needed
 
   OptimizerHyperparams hp = hyperparams_from(cfg);
-  optimizer_ = make_optimizers(cfg.get_string("optimizer.dense"), cfg.get_string("optimizer.sparse"), hp);
+  // Parameters on a GPU take the fused kernels (same algorithms and state names as the CPU ones).
+  optimizer_ = model_cfg.device.is_cuda()
+                   ? make_device_optimizers(cfg.get_string("optimizer.dense"), cfg.get_string("optimizer.sparse"), hp)
+                   : make_optimizers(cfg.get_string("optimizer.dense"), cfg.get_string("optimizer.sparse"), hp);
+  // fp16 GEMM operands underflow on small gradients: scale the loss (torch.cuda.amp.GradScaler's policy).
+  if (model_cfg.compute == DType::kF16) timing_->scaler = std::make_unique<DynamicLossScaler>();
   optimizer_->init_state(params_);
   schedule_ = std::make_unique<LrSchedule>();
   schedule_->warmup_steps = cfg.get_int("optimizer.warmup_steps");
@@ -170,6 +194,8 @@ Trainer::~Trainer() = default;
 
 const PhaseTimers& Trainer::timers() const { return timing_->timers; }
 
+const DynamicLossScaler* Trainer::loss_scaler() const { return timing_->scaler.get(); }
+
 std::pair<int64_t, int64_t> Trainer::rank_share(int64_t rows) const {
   return {rows * dp_rank_ / dp_size_, rows * (dp_rank_ + 1) / dp_size_};
 }
@@ -180,8 +206,10 @@ double Trainer::train_step(const data::Batch& global) {
   return train_step_local(data::slice_batch(global, begin, end), global.size());
 }
 
-double Trainer::train_step_local(const data::Batch& mine, int64_t global_rows, int64_t* global_rows_out) {
+double Trainer::train_step_local(const data::Batch& host_or_device, int64_t global_rows, int64_t* global_rows_out) {
   Timing& t = *timing_;
+  const Device dev = device();
+  const data::Batch mine = batch_on(host_or_device, dev);  // host -> device once per step on a GPU
   int64_t n = mine.size();
   if (global_rows < 0) {  // the loader split the batch: the ranks' shares add up to the global batch
     Tensor rows = Tensor::from_vector<int64_t>({n}, {1});
@@ -189,14 +217,15 @@ double Trainer::train_step_local(const data::Batch& mine, int64_t global_rows, i
     global_rows = rows.data<int64_t>()[0];
   }
   if (global_rows_out) *global_rows_out = global_rows;
-  if (t.logits.shape() != Shape{n}) {
-    t.logits = Tensor::empty({n}, DType::kF32);
-    t.dlogits = Tensor::empty({n}, DType::kF32);
+  if (t.logits.shape() != Shape{n} || !(t.logits.device() == dev)) {
+    t.logits = Tensor::empty({n}, DType::kF32, dev);
+    t.dlogits = Tensor::empty({n}, DType::kF32, dev);
   }
   ModelInput in = model_input(mine);
   double loss = 0;
   {
     ScopedPhase p(t.timers, t.forward);
+    RF_NVTX_RANGE("forward");
     if (n > 0) {
       model_->forward(in, t.logits);
       loss = bce_with_logits_forward(t.logits, mine.labels);
@@ -204,10 +233,12 @@ double Trainer::train_step_local(const data::Batch& mine, int64_t global_rows, i
   }
   {
     ScopedPhase p(t.timers, t.backward);
+    RF_NVTX_RANGE("backward");
     // The loss is the mean over the global batch: this rank's rows weigh n / global of it, and the
     // gradient all-reduce averages over ranks, so scale by dp_size * n / global (1 in a world of one).
     float scale = static_cast<float>(static_cast<double>(dp_size_) * static_cast<double>(n) /
                                      static_cast<double>(global_rows));
+    if (t.scaler) scale *= t.scaler->scale();
     if (n > 0) {
       bce_with_logits_backward(t.logits, mine.labels, scale, t.dlogits);
       model_->backward(in, t.dlogits);
@@ -225,6 +256,7 @@ double Trainer::train_step_local(const data::Batch& mine, int64_t global_rows, i
   }
   if (dp_size_ > 1) {
     ScopedPhase p(t.timers, t.sync);
+    RF_NVTX_RANGE("gradient sync");
     buckets_->finish();
     for (Parameter* prm : params_)
       if (prm->sparse && prm->sharding == Sharding::kReplicated) sync_sparse_grads(*dp_, *prm);  // sharded: owners have it
@@ -234,7 +266,20 @@ double Trainer::train_step_local(const data::Batch& mine, int64_t global_rows, i
   }
   {
     ScopedPhase p(t.timers, t.optimizer);
-    optimizer_->step(params_, step_, schedule_->scale(step_));
+    RF_NVTX_RANGE("optimizer");
+    bool apply = true;
+    if (t.scaler) {
+      // Unscale every gradient (dense and the touched embedding rows) and look for inf/NaN in the same
+      // pass; on overflow the step is skipped and the scale backs off (the LR schedule still advances).
+      std::vector<Tensor*> grads;
+      for (Parameter* prm : params_) {
+        Tensor* g = prm->sparse ? &prm->sparse_grad.values : &prm->grad;
+        if (g->defined() && g->numel() > 0) grads.push_back(g);
+      }
+      apply = t.scaler->unscale_and_update(grads);
+      if (!apply) nvtx::mark("loss scaler: overflow, step skipped");
+    }
+    if (apply) optimizer_->step(params_, step_, schedule_->scale(step_));
   }
   ++step_;
   return loss;
@@ -253,9 +298,10 @@ EvalResult Trainer::evaluate(const data::Batch& all) {
   for (int64_t begin = first, c = 0; mp_ ? c < chunks : begin < last; ++c) {
     int64_t end = mp_ ? first + (last - first) * (c + 1) / chunks : std::min(last, begin + eval_batch_size_);
     data::Batch part = (begin == 0 && end == all.size()) ? all : data::slice_batch(all, begin, end);
-    if (logits.shape() != Shape{end - begin}) logits = Tensor::empty({end - begin}, DType::kF32);
-    model_->forward(model_input(part), logits);
-    metrics.add(logits.data<float>(), part.labels.data<float>(), static_cast<size_t>(end - begin));
+    if (logits.shape() != Shape{end - begin}) logits = Tensor::empty({end - begin}, DType::kF32, device());
+    model_->forward(model_input(batch_on(part, device())), logits);
+    const Tensor host_logits = logits.device().is_cpu() ? logits : logits.to(Device::cpu());
+    metrics.add(host_logits.data<float>(), part.labels.data<float>(), static_cast<size_t>(end - begin));
     begin = end;
   }
   if (dp_size_ > 1) gather_metrics(*dp_, metrics);
@@ -411,6 +457,7 @@ TrainSummary Trainer::run() {
       bool got;
       {
         ScopedPhase p(t.timers, t.data);
+        RF_NVTX_RANGE("data wait");
         got = source->next(batch);
       }
       if (!got) break;

@@ -17,6 +17,7 @@ class PhaseTimers;
 class Communicator;
 class GradientBuckets;
 class ParamGroupOptimizer;
+class DynamicLossScaler;
 struct LrSchedule;
 
 struct EvalResult {
@@ -66,6 +67,10 @@ class Trainer {
   ParamGroupOptimizer& optimizer() { return *optimizer_; }
   // Per-phase seconds so far (data wait, forward, backward, optimizer, evaluation).
   const PhaseTimers& timers() const;
+  // train.precision=fp16: the dynamic loss scaler (skipped steps, current scale); nullptr otherwise.
+  const DynamicLossScaler* loss_scaler() const;
+  // train.device: where the model, the batches of a step and the optimizer run.
+  Device device() const { return model_->config().device; }
 
  private:
   const Config& cfg_;

@@ -1,0 +1,200 @@
+// CUDA optimizers over kernels/optim_fused.h (see device_optimizer.h).
+#include "src/optim/device_optimizer.h"
+
+#include <map>
+
+#include "src/core/error.h"
+
+#if RECFORGE_WITH_CUDA
+#include "kernels/optim_fused.h"
+#endif
+
+namespace rf {
+
+#if RECFORGE_WITH_CUDA
+namespace {
+
+// OptimizerState's naming ("kind/param", sorted) with tensors on the parameter's device. Initial
+// values are written on the host and copied, so they equal the CPU optimizers' bit for bit.
+class DeviceState {
+ public:
+  Tensor& get(const std::string& kind, const Parameter& p, const Shape& shape, float init) {
+    const std::string key = kind + "/" + p.name;
+    auto it = tensors_.find(key);
+    if (it != tensors_.end()) {
+      RF_CHECK(it->second.shape() == shape, "optimizer state '", key, "' is ", shape_str(it->second.shape()),
+               ", parameter needs ", shape_str(shape));
+      return it->second;
+    }
+    Tensor host = Tensor::empty(shape, DType::kF32);
+    float* h = host.data<float>();
+    for (int64_t i = 0; i < host.numel(); ++i) h[i] = init;
+    return tensors_.emplace(key, host.to(p.value.device())).first->second;
+  }
+  std::vector<std::pair<std::string, Tensor*>> named() {
+    std::vector<std::pair<std::string, Tensor*>> out;
+    for (auto& [k, t] : tensors_) out.emplace_back(k, &t);
+    return out;
+  }
+
+ private:
+  std::map<std::string, Tensor> tensors_;
+};
+
+void check_device_param(const Parameter& p, const char* op) {
+  RF_CHECK(p.value.device().is_cuda(), op, ": parameter '", p.name, "' is on ", p.value.device().str(),
+           "; the device optimizers take CUDA parameters");
+}
+
+enum class DenseKind { kSgd, kAdagrad, kAdam, kAdamW };
+
+class DeviceDense : public Optimizer {
+ public:
+  DeviceDense(DenseKind kind, const OptimizerHyperparams& hp) : kind_(kind), hp_(hp) {}
+  const char* name() const override {
+    switch (kind_) {
+      case DenseKind::kSgd: return "sgd";
+      case DenseKind::kAdagrad: return "adagrad";
+      case DenseKind::kAdam: return "adam";
+      case DenseKind::kAdamW: return "adamw";
+    }
+    return "?";
+  }
+  bool is_sparse() const override { return false; }
+
+  void init_state(const ParameterList& params) override {
+    for (Parameter* p : params) state_for(*p);
+  }
+  std::vector<std::pair<std::string, Tensor*>> state() override { return state_.named(); }
+
+  void step(const ParameterList& params, int64_t step, float lr) override {
+    std::vector<Tensor*> w, s1, s2;
+    std::vector<const Tensor*> g;
+    for (Parameter* p : params) {
+      check_device_param(*p, name());
+      RF_CHECK(p->grad.defined(), name(), ": parameter '", p->name, "' has no gradient");
+      w.push_back(&p->value);
+      g.push_back(&p->grad);
+      auto [a, b] = state_for(*p);
+      if (a) s1.push_back(a);
+      if (b) s2.push_back(b);
+    }
+    if (w.empty()) return;
+    switch (kind_) {
+      case DenseKind::kSgd: {
+        SgdArgs a;
+        a.lr = lr;
+        a.weight_decay = hp_.weight_decay;
+        fused_sgd_step(w, g, a);
+        break;
+      }
+      case DenseKind::kAdagrad: {
+        AdagradArgs a;
+        a.lr = lr;
+        a.eps = eps_or(1e-10);
+        a.weight_decay = hp_.weight_decay;
+        a.lr_decay = hp_.lr_decay;
+        a.step = step;
+        fused_adagrad_step(w, g, s1, a);
+        break;
+      }
+      case DenseKind::kAdam:
+      case DenseKind::kAdamW: {
+        AdamArgs a;
+        a.lr = lr;
+        a.beta1 = hp_.beta1;
+        a.beta2 = hp_.beta2;
+        a.eps = eps_or(1e-8);
+        a.weight_decay = hp_.weight_decay;
+        a.decoupled = kind_ == DenseKind::kAdamW;
+        a.step = step;
+        fused_adam_step(w, g, s1, s2, a);
+        break;
+      }
+    }
+  }
+
+ private:
+  double eps_or(double d) const { return hp_.eps < 0.0 ? d : hp_.eps; }
+  // The state tensors of one parameter, created as the CPU optimizers create them.
+  std::pair<Tensor*, Tensor*> state_for(const Parameter& p) {
+    switch (kind_) {
+      case DenseKind::kSgd: return {nullptr, nullptr};
+      case DenseKind::kAdagrad:
+        return {&state_.get("sum", p, p.value.shape(), static_cast<float>(hp_.initial_accumulator)), nullptr};
+      case DenseKind::kAdam:
+      case DenseKind::kAdamW:
+        return {&state_.get("exp_avg", p, p.value.shape(), 0.0f), &state_.get("exp_avg_sq", p, p.value.shape(), 0.0f)};
+    }
+    return {nullptr, nullptr};
+  }
+
+  DenseKind kind_;
+  OptimizerHyperparams hp_;
+  DeviceState state_;
+};
+
+class DeviceSparse : public Optimizer {
+ public:
+  DeviceSparse(bool rowwise_adagrad, const OptimizerHyperparams& hp) : adagrad_(rowwise_adagrad), hp_(hp) {}
+  const char* name() const override { return adagrad_ ? "rowwise_adagrad" : "sgd"; }
+  bool is_sparse() const override { return true; }
+  void init_state(const ParameterList& params) override {
+    if (adagrad_)
+      for (Parameter* p : params) acc(*p);
+  }
+  std::vector<std::pair<std::string, Tensor*>> state() override { return state_.named(); }
+
+  void step(const ParameterList& params, int64_t, float lr) override {
+    for (Parameter* p : params) {
+      check_device_param(*p, name());
+      Tensor* a = adagrad_ ? &acc(*p) : nullptr;
+      if (!p->sparse_grad.rows.defined() || p->sparse_grad.rows.numel() == 0) continue;  // no lookups
+      if (!adagrad_) {
+        sparse_sgd_update(p->value, p->sparse_grad, lr);
+      } else {
+        RowwiseAdagradArgs args;
+        args.lr = lr;
+        args.eps = static_cast<float>(hp_.sparse_eps < 0.0 ? 1e-8 : hp_.sparse_eps);
+        args.weight_decay = static_cast<float>(hp_.sparse_weight_decay);
+        sparse_rowwise_adagrad_update(p->value, *a, p->sparse_grad, args);
+      }
+    }
+  }
+
+ private:
+  Tensor& acc(const Parameter& p) {
+    return state_.get("momentum1", p, {p.value.size(0)}, static_cast<float>(hp_.initial_accumulator));
+  }
+  bool adagrad_;
+  OptimizerHyperparams hp_;
+  DeviceState state_;
+};
+
+}  // namespace
+
+std::unique_ptr<ParamGroupOptimizer> make_device_optimizers(const std::string& dense_name,
+                                                            const std::string& sparse_name,
+                                                            const OptimizerHyperparams& hp) {
+  // The CPU factories validate the names and report the choices the same way.
+  make_dense_optimizer(dense_name, hp);
+  make_sparse_optimizer(sparse_name, hp);
+  DenseKind kind = dense_name == "sgd"       ? DenseKind::kSgd
+                   : dense_name == "adagrad" ? DenseKind::kAdagrad
+                   : dense_name == "adam"    ? DenseKind::kAdam
+                                             : DenseKind::kAdamW;
+  return std::make_unique<ParamGroupOptimizer>(std::make_unique<DeviceDense>(kind, hp),
+                                               std::make_unique<DeviceSparse>(sparse_name != "sgd", hp),
+                                               hp.dense_lr, hp.sparse_lr);
+}
+
+#else
+
+std::unique_ptr<ParamGroupOptimizer> make_device_optimizers(const std::string&, const std::string&,
+                                                            const OptimizerHyperparams&) {
+  throw BackendError("train.device=cuda: recforge was built without CUDA");
+}
+
+#endif
+
+}  // namespace rf
