@@ -1,6 +1,6 @@
 // One whole training step of DLRM and DCNv2 on the GPU against the same step on the CPU: same seed
 // (hence the same weights), same batch; logits, loss, every dense gradient, every table's sparse
-// gradient, and the weights after one SGD, one Adagrad (+ row-wise Adagrad) and one Adam step.
+// gradient, and the weights after one SGD and one Adagrad (+ row-wise Adagrad) step.
 // fp32 compute with TF32 off (the CUDA backend's default). Skips without a GPU.
 #include <gtest/gtest.h>
 
@@ -21,8 +21,8 @@ constexpr Tol kForwardTol{1e-5, 1e-4};
 // Gradients: the same reordering in three GEMMs per layer plus batch reductions of 64 rows (db, dw).
 constexpr Tol kGradTol{1e-6, 1e-4};
 // Weights after one step: lr * (gradient error) on top of identical starting weights; Adagrad and
-// Adam divide by sqrt(sum g^2), which near g ~ 0 magnifies a relative gradient error, hence the wider
-// rel term only for them.
+// row-wise Adagrad divide by sqrt(acc + g^2) (acc starts at 0.01, so the division stays tame), hence
+// only a slightly wider tolerance for them.
 constexpr Tol kSgdWeightTol{1e-7, 1e-5};
 constexpr Tol kAdaptiveWeightTol{2e-5, 1e-4};
 
@@ -74,8 +74,9 @@ void expect_same_step(const std::string& type) {
     const char *dense, *sparse;
     Tol tol;
   };
-  for (const Case& c : {Case{"sgd", "sgd", kSgdWeightTol}, Case{"adagrad", "rowwise_adagrad", kAdaptiveWeightTol},
-                        Case{"adam", "rowwise_adagrad", kAdaptiveWeightTol}}) {
+  // Not Adam here: its first step is lr * g / |g|, so a gradient element within rounding of zero may
+  // flip sign between devices and move its weight by 2 * lr (tests/kernels checks the Adam kernel).
+  for (const Case& c : {Case{"sgd", "sgd", kSgdWeightTol}, Case{"adagrad", "rowwise_adagrad", kAdaptiveWeightTol}}) {
     SCOPED_TRACE(std::string(c.dense) + " + " + c.sparse);
     OptimizerHyperparams hp;
     hp.dense_lr = 0.05;

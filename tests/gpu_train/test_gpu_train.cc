@@ -56,7 +56,7 @@ TEST(GpuTrain, ReachesTheCpuAucInEveryPrecision) {
   for (const std::string type : {"dlrm", "dcnv2"}) {
     SCOPED_TRACE(type);
     const double cpu = trained_auc(run_config(type + "_cpu", "cpu", "fp32", type));
-    ASSERT_GT(cpu, 0.70) << "the CPU run itself did not learn the planted signal";
+    ASSERT_GT(cpu, 0.65) << "the CPU run itself did not learn the planted signal (chance is 0.5)";
     // fp32: the same computation up to fp32 summation order, one epoch of ~160 steps: 0.005 AUC.
     EXPECT_NEAR(trained_auc(run_config(type + "_gpu_fp32", "cuda", "fp32", type)), cpu, 0.005);
     // bf16 / fp16 GEMM operands (8 / 11 significant bits) change every step a little; test_bf16 allows
