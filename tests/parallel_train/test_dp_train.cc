@@ -3,48 +3,20 @@
 // raising mid-training ends every rank with a non-zero exit within seconds.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-
 #include <chrono>
 #include <cmath>
-#include <cstdio>
-#include <filesystem>
 #include <cstring>
-#include <fstream>
-#include <iterator>
+#include <filesystem>
 
-#include "dataloader/synth.h"
 #include "src/io/tensor_file.h"
+#include "tests/common/test_support.h"
 
 namespace rf {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path data_dir() {
-  static fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("rf_dp_test_" + std::to_string(getpid()));
-    fs::create_directories(d);
-    data::SynthSpec spec;
-    spec.rows_train = 8192;
-    spec.rows_test = 2000;
-    spec.min_cardinality = 20;
-    spec.max_cardinality = 300;
-    spec.seed = 21;
-    data::synth_write(spec, (d / "train.tsv").string(), (d / "test.tsv").string());
-    return d;
-  }();
-  return dir;
-}
-
-int run(const std::string& cmd, std::string* output) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  char buf[4096];
-  output->clear();
-  while (fgets(buf, sizeof buf, p)) *output += buf;
-  int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+fs::path data_dir() { return test::synth_dataset("dp_test", test::small_synth_spec(8192, 2000, 300, 21)); }
 
 std::string train_cmd(int ranks, const fs::path& out, const std::string& extra = "") {
   fs::path d = data_dir();
@@ -56,29 +28,18 @@ std::string train_cmd(int ranks, const fs::path& out, const std::string& extra =
          " --optimizer.lr=0.05 --optimizer.sparse=rowwise_adagrad --train.out_dir=" + out.string() + " " + extra;
 }
 
-// train_loss of every evaluation line in a metrics file.
-std::vector<double> train_losses(const fs::path& metrics) {
-  std::ifstream in(metrics);
-  std::vector<double> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    size_t k = line.find("\"train_loss\": ");
-    if (k != std::string::npos) out.push_back(std::stod(line.substr(k + 14)));
-  }
-  return out;
-}
-
 TEST(DataParallel, RanksMatchOneRankAtTheGlobalBatch) {
-  std::string out;
   fs::path one = data_dir() / "np1";
-  ASSERT_EQ(run(train_cmd(1, one), &out), 0) << out;
-  std::vector<double> ref = train_losses(one / "metrics.jsonl");
+  test::CommandResult r = test::run_command(train_cmd(1, one));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<double> ref = test::train_losses(one / "metrics.jsonl");
   ASSERT_EQ(ref.size(), 9u);  // 16 steps, evaluated every 2, plus the final evaluation
   auto ref_params = read_tensors((one / "params.h5").string());
   for (int ranks : {2, 4}) {
     fs::path dir = data_dir() / ("np" + std::to_string(ranks));
-    ASSERT_EQ(run(train_cmd(ranks, dir), &out), 0) << out;
-    std::vector<double> losses = train_losses(dir / "metrics.jsonl");
+    r = test::run_command(train_cmd(ranks, dir));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    std::vector<double> losses = test::train_losses(dir / "metrics.jsonl");
     ASSERT_EQ(losses.size(), ref.size());
     // fp32: N ranks sum their rows' gradients separately and MPI adds the N partial sums, a different
     // summation order than one rank's; each step differs by rounding (~1e-7 relative), which the
@@ -101,25 +62,23 @@ TEST(DataParallel, RanksMatchOneRankAtTheGlobalBatch) {
   }
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 TEST(DataParallel, TwoRankResumeIsBitExactAndAnotherWorldSizeResumes) {
-  std::string out;
   fs::path straight = data_dir() / "ck_straight", split = data_dir() / "ck_split";
   std::string ck_straight = " --checkpoint.dir=" + (straight / "ckpt").string();
   std::string ck_split = " --checkpoint.dir=" + (split / "ckpt").string();
-  ASSERT_EQ(run(train_cmd(2, straight, ck_straight), &out), 0) << out;
-  ASSERT_EQ(run(train_cmd(2, split, ck_split + " --train.steps=10 --checkpoint.every=5"), &out), 0) << out;
-  ASSERT_EQ(run(train_cmd(2, split, ck_split + " --checkpoint.resume=auto"), &out), 0) << out;
-  EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
+  test::CommandResult r = test::run_command(train_cmd(2, straight, ck_straight));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_command(train_cmd(2, split, ck_split + " --train.steps=10 --checkpoint.every=5"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = test::run_command(train_cmd(2, split, ck_split + " --checkpoint.resume=auto"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
   // Same world size: the resumed run's evaluations and final weights are identical to the straight run.
-  std::vector<double> a = train_losses(straight / "metrics.jsonl"), b = train_losses(split / "metrics.jsonl");
+  std::vector<double> a = test::train_losses(straight / "metrics.jsonl");
+  std::vector<double> b = test::train_losses(split / "metrics.jsonl");
   ASSERT_EQ(a.size(), b.size());
   EXPECT_EQ(a, b);
-  EXPECT_EQ(slurp(straight / "metrics.jsonl"), slurp(split / "metrics.jsonl"));
+  EXPECT_EQ(test::slurp(straight / "metrics.jsonl"), test::slurp(split / "metrics.jsonl"));
   auto pa = read_tensors((straight / "params.h5").string()), pb = read_tensors((split / "params.h5").string());
   for (auto& [name, t] : pa)
     EXPECT_EQ(std::memcmp(t.raw(), pb.at(name).raw(), t.nbytes()), 0) << name;
@@ -128,31 +87,32 @@ TEST(DataParallel, TwoRankResumeIsBitExactAndAnotherWorldSizeResumes) {
   fs::path four = data_dir() / "ck_four";
   fs::create_directories(four / "ckpt");
   fs::copy(split / "ckpt" / "step-10", four / "ckpt" / "step-10", fs::copy_options::recursive);
-  ASSERT_EQ(run(train_cmd(4, four, " --checkpoint.dir=" + (four / "ckpt").string() + " --checkpoint.resume=auto"), &out), 0)
-      << out;
-  EXPECT_NE(out.find("re-sharding the resumed run from 2 to 4 ranks"), std::string::npos) << out;
-  EXPECT_NE(out.find("step 10, epoch 0 batch 10"), std::string::npos) << out;
+  r = test::run_command(
+      train_cmd(4, four, " --checkpoint.dir=" + (four / "ckpt").string() + " --checkpoint.resume=auto"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("re-sharding the resumed run from 2 to 4 ranks"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("step 10, epoch 0 batch 10"), std::string::npos) << r.output;
   // Rounding aside (another summation order), it continues the same run: same final losses to 1e-5.
-  std::vector<double> c = train_losses(four / "metrics.jsonl");
+  std::vector<double> c = test::train_losses(four / "metrics.jsonl");
   ASSERT_FALSE(c.empty());
   EXPECT_NEAR(c.back(), a.back(), 1e-5 * std::fabs(a.back()));
 }
 
 TEST(DataParallel, IndivisibleBatchIsRefusedAtStart) {
-  std::string out;
-  EXPECT_EQ(run(train_cmd(3, data_dir() / "np3"), &out), 2) << out;
-  EXPECT_NE(out.find("batch_size = 512 is not divisible by the 3 data-parallel ranks"), std::string::npos) << out;
+  test::CommandResult r = test::run_command(train_cmd(3, data_dir() / "np3"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("batch_size = 512 is not divisible by the 3 data-parallel ranks"), std::string::npos)
+      << r.output;
 }
 
 TEST(DataParallel, OneFailingRankEndsTheJobWithinSeconds) {
-  std::string out;
   auto start = std::chrono::steady_clock::now();
-  int rc = run("RECFORGE_FAULT_RANK=1@5 " + train_cmd(4, data_dir() / "fail"), &out);
+  test::CommandResult r = test::run_command("RECFORGE_FAULT_RANK=1@5 " + train_cmd(4, data_dir() / "fail"));
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_NE(rc, 0) << out;
-  EXPECT_LT(seconds, 10.0) << out;
-  EXPECT_NE(out.find("rank 1"), std::string::npos) << out;
-  EXPECT_NE(out.find("injected failure on rank 1 at step 5"), std::string::npos) << out;
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_LT(seconds, 10.0) << r.output;
+  EXPECT_NE(r.output.find("rank 1"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("injected failure on rank 1 at step 5"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -4,13 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <hdf5.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 
-#include "dataloader/synth.h"
 #include "dataloader/tsv_reader.h"
 #include "src/config/config.h"
 #include "src/core/error.h"
@@ -18,27 +16,14 @@
 #include "src/serve/predictor.h"
 #include "src/train/data_source.h"
 #include "src/train/trainer.h"
+#include "tests/common/test_support.h"
 
 namespace rf::serve {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path work_dir() {
-  static fs::path d = [] {
-    fs::path p = fs::temp_directory_path() / ("rf_serve_test_" + std::to_string(getpid()));
-    fs::create_directories(p);
-    data::SynthSpec spec;
-    spec.rows_train = 4000;
-    spec.rows_test = 1500;
-    spec.min_cardinality = 20;
-    spec.max_cardinality = 300;
-    spec.seed = 9;
-    data::synth_write(spec, (p / "train.tsv").string(), (p / "test.tsv").string());
-    return p;
-  }();
-  return d;
-}
+fs::path work_dir() { return rf::test::synth_dataset("serve_test", rf::test::small_synth_spec(4000, 1500, 300, 9)); }
 
 Config config(const std::vector<std::string>& extra) {
   std::vector<std::string> o = {"--data.train=" + (work_dir() / "train.tsv").string(),
@@ -174,8 +159,7 @@ TEST(Serve, RefusesTruncatedFile) {
   std::string full = edited_export("full.h5", nullptr);
   std::string p = (work_dir() / "truncated.h5").string();
   {
-    std::ifstream in(full, std::ios::binary);
-    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string bytes = rf::test::slurp(full);
     std::ofstream out(p, std::ios::binary);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
   }

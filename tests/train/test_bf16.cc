@@ -3,47 +3,27 @@
 // built, with a message that says what to use instead.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <filesystem>
 
 #include "dataloader/synth.h"
 #include "src/config/config.h"
 #include "src/model/model.h"
 #include "src/train/trainer.h"
+#include "tests/common/test_support.h"
 
 namespace rf {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Bf16Data {
-  fs::path dir;
-  double planted_auc = 0;
-};
-
-const Bf16Data& bf16_data() {
-  static Bf16Data d = [] {
-    Bf16Data s;
-    s.dir = fs::temp_directory_path() / ("rf_bf16_test_" + std::to_string(getpid()));
-    fs::create_directories(s.dir);
-    data::SynthSpec spec;
-    spec.rows_train = 32000;
-    spec.rows_test = 10000;
-    spec.min_cardinality = 20;
-    spec.max_cardinality = 200;
-    spec.seed = 11;
-    data::SynthResult r = data::synth_write(spec, (s.dir / "train.tsv").string(), (s.dir / "test.tsv").string());
-    s.planted_auc = r.planted_auc_test;
-    return s;
-  }();
-  return d;
+fs::path data_dir(data::SynthResult* result = nullptr) {
+  return test::synth_dataset("bf16_test", test::small_synth_spec(32000, 10000, 200, 11), result);
 }
 
 std::vector<std::string> overrides(const std::string& precision) {
-  const Bf16Data& d = bf16_data();
-  return {"--data.train=" + (d.dir / "train.tsv").string(),
-          "--data.test=" + (d.dir / "test.tsv").string(),
+  const fs::path d = data_dir();
+  return {"--data.train=" + (d / "train.tsv").string(),
+          "--data.test=" + (d / "test.tsv").string(),
           "--data.hash_buckets=1000",
           "--model.bottom_mlp=64,16",
           "--model.embedding_dim=16",
@@ -53,7 +33,7 @@ std::vector<std::string> overrides(const std::string& precision) {
           "--optimizer.sparse=rowwise_adagrad",
           "--optimizer.lr=0.1",
           "--train.precision=" + precision,
-          "--train.out_dir=" + (d.dir / ("run_" + precision)).string()};
+          "--train.out_dir=" + (d / ("run_" + precision)).string()};
 }
 
 // 250 steps of 128 (one epoch). bf16 rounds every GEMM operand to 8 significant bits, which perturbs
@@ -70,11 +50,13 @@ TEST(Bf16Training, DlrmReachesTheFp32Auc) {
   EXPECT_EQ(s[0].steps, 250);
   EXPECT_EQ(s[1].steps, 250);
   // The run learned something (chance is 0.5), so that agreement is not two failures agreeing.
-  EXPECT_GT(s[0].test.auc, 0.5 + 0.6 * (bf16_data().planted_auc - 0.5)) << "planted " << bf16_data().planted_auc;
+  data::SynthResult synth;
+  data_dir(&synth);
+  EXPECT_GT(s[0].test.auc, 0.5 + 0.6 * (synth.planted_auc_test - 0.5)) << "planted " << synth.planted_auc_test;
   EXPECT_NEAR(s[1].test.auc, s[0].test.auc, 0.01) << "fp32 " << s[0].test.auc << ", bf16 " << s[1].test.auc;
   // train.precision reached the GEMMs: bf16 rounding changes the losses.
   EXPECT_NE(s[1].last_loss, s[0].last_loss);
-  fs::remove_all(bf16_data().dir);
+  fs::remove_all(data_dir());
 }
 
 TEST(Bf16Training, Fp16RefusedAtModelConstruction) {

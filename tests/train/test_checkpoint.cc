@@ -3,46 +3,24 @@
 // previous one; a corrupted file is refused with its name and the failed check.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-
-#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
-#include "dataloader/synth.h"
 #include "src/checkpoint/checkpoint.h"
 #include "src/io/tensor_file.h"
+#include "tests/common/test_support.h"
 
 namespace rf {
 namespace {
 
 namespace fs = std::filesystem;
 
-fs::path data_dir() {
-  static fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("rf_ckpt_test_" + std::to_string(getpid()));
-    fs::create_directories(d);
-    data::SynthSpec spec;
-    spec.rows_train = 6000;
-    spec.rows_test = 1000;
-    spec.min_cardinality = 20;
-    spec.max_cardinality = 200;
-    spec.seed = 9;
-    data::synth_write(spec, (d / "train.tsv").string(), (d / "test.tsv").string());
-    return d;
-  }();
-  return dir;
-}
+fs::path data_dir() { return test::synth_dataset("ckpt_test", test::small_synth_spec(6000, 1000, 200, 9)); }
 
-int run_recforge(const std::string& args, std::string* output, const std::string& env = "") {
-  std::string cmd = env + " " + RECFORGE_BIN + " train " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  output->clear();
-  while (fgets(buf, sizeof buf, p)) *output += buf;
-  int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+// `recforge train args`, with `env` (VAR=value ...) set for it.
+test::CommandResult run_recforge(const std::string& args, const std::string& env = "") {
+  return test::run_command(env + " " + RECFORGE_BIN + " train " + args);
 }
 
 // Adam for the dense layers and row-wise Adagrad for the tables: both carry state that a resume must
@@ -80,15 +58,17 @@ void expect_same_params(const fs::path& a, const fs::path& b) {
 
 TEST(Checkpoint, ResumeIsBitExact) {
   fs::path straight = data_dir() / "straight", split = data_dir() / "split";
-  std::string out;
-  ASSERT_EQ(run_recforge(common_args(straight), &out), 0) << out;
+  test::CommandResult r = run_recforge(common_args(straight));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
   // First half: stop after 36 of 48 steps (mid second epoch), with a checkpoint every 12 steps.
-  ASSERT_EQ(run_recforge(common_args(split) + " --train.steps=36 --checkpoint.every=12", &out), 0) << out;
+  r = run_recforge(common_args(split) + " --train.steps=36 --checkpoint.every=12");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
   ASSERT_TRUE(fs::exists(split / "ckpt" / "step-36"));
   // Second half: resume and finish the two epochs.
-  ASSERT_EQ(run_recforge(common_args(split) + " --checkpoint.resume=auto", &out), 0) << out;
-  EXPECT_NE(out.find("resumed from"), std::string::npos) << out;
-  EXPECT_NE(out.find("step 36, epoch 1 batch 12 rows 3072"), std::string::npos) << out;
+  r = run_recforge(common_args(split) + " --checkpoint.resume=auto");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("step 36, epoch 1 batch 12 rows 3072"), std::string::npos) << r.output;
 
   // Every evaluation after the resume point (AUC, logloss and the training loss) is identical.
   auto a = lines_after_step(straight / "metrics.jsonl", 36);
@@ -103,25 +83,25 @@ TEST(Checkpoint, ResumeIsBitExact) {
 
 TEST(Checkpoint, InterruptedWriteNeverLoads) {
   fs::path run = data_dir() / "killed";
-  std::string out;
   // Killed while writing the step-24 checkpoint, after its model file and before its manifest.
-  EXPECT_EQ(run_recforge(common_args(run) + " --checkpoint.every=12", &out, "RECFORGE_FAULT_CHECKPOINT=optimizer.h5@24"),
-            86)
-      << out;
+  test::CommandResult r =
+      run_recforge(common_args(run) + " --checkpoint.every=12", "RECFORGE_FAULT_CHECKPOINT=optimizer.h5@24");
+  EXPECT_EQ(r.exit_code, 86) << r.output;
   EXPECT_TRUE(fs::exists(run / "ckpt" / "step-12"));
   EXPECT_FALSE(fs::exists(run / "ckpt" / "step-24"));  // only a .tmp directory, never renamed
   std::vector<std::string> warnings;
   auto latest = latest_valid_checkpoint((run / "ckpt").string(), &warnings);
   ASSERT_TRUE(latest.has_value());
   EXPECT_EQ(fs::path(*latest).filename(), "step-12");
-  ASSERT_EQ(run_recforge(common_args(run) + " --checkpoint.resume=auto", &out), 0) << out;
-  EXPECT_NE(out.find("step 12, epoch 0 batch 12 rows 3072"), std::string::npos) << out;
+  r = run_recforge(common_args(run) + " --checkpoint.resume=auto");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("step 12, epoch 0 batch 12 rows 3072"), std::string::npos) << r.output;
 }
 
 TEST(Checkpoint, CorruptFileIsRefusedAndThePreviousOneUsed) {
   fs::path run = data_dir() / "corrupt";
-  std::string out;
-  ASSERT_EQ(run_recforge(common_args(run) + " --train.steps=24 --checkpoint.every=12", &out), 0) << out;
+  test::CommandResult r = run_recforge(common_args(run) + " --train.steps=24 --checkpoint.every=12");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
   fs::path victim = run / "ckpt" / "step-24" / "optimizer.h5";
   {
     std::fstream f(victim, std::ios::in | std::ios::out | std::ios::binary);
@@ -134,14 +114,15 @@ TEST(Checkpoint, CorruptFileIsRefusedAndThePreviousOneUsed) {
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("optimizer.h5: CRC32"), std::string::npos) << e.what();
   }
-  ASSERT_EQ(run_recforge(common_args(run) + " --train.steps=30 --checkpoint.resume=auto", &out), 0) << out;
-  EXPECT_NE(out.find("refusing checkpoint"), std::string::npos) << out;
-  EXPECT_NE(out.find("resumed from " + (run / "ckpt" / "step-12").string()), std::string::npos) << out;
+  r = run_recforge(common_args(run) + " --train.steps=30 --checkpoint.resume=auto");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("refusing checkpoint"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("resumed from " + (run / "ckpt" / "step-12").string()), std::string::npos) << r.output;
 
   // An explicit path to a corrupt checkpoint is an error, not a silent fallback.
-  EXPECT_EQ(run_recforge(common_args(run) + " --checkpoint.resume=" + (run / "ckpt" / "step-24").string(), &out), 2)
-      << out;
-  EXPECT_NE(out.find("CRC32"), std::string::npos) << out;
+  r = run_recforge(common_args(run) + " --checkpoint.resume=" + (run / "ckpt" / "step-24").string());
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("CRC32"), std::string::npos) << r.output;
 }
 
 }  // namespace

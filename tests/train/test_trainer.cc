@@ -3,52 +3,36 @@
 // input stops the command with file:line and exit code 2.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
-
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "dataloader/synth.h"
 #include "dataloader/tsv_reader.h"
 #include "src/config/config.h"
 #include "src/train/data_source.h"
 #include "src/train/trainer.h"
+#include "tests/common/test_support.h"
 
 namespace rf {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct SynthData {
-  fs::path dir;
-  double planted_auc = 0;
-};
-
 // One small data set for the whole suite (generation is deterministic from the seed).
-const SynthData& synth_data() {
-  static SynthData d = [] {
-    SynthData s;
-    s.dir = fs::temp_directory_path() / ("rf_train_test_" + std::to_string(getpid()));
-    fs::create_directories(s.dir);
-    data::SynthSpec spec;
-    spec.rows_train = 60000;
-    spec.rows_test = 20000;
-    spec.min_cardinality = 20;
-    spec.max_cardinality = 200;
-    spec.seed = 5;
-    data::SynthResult r = data::synth_write(spec, (s.dir / "train.tsv").string(), (s.dir / "test.tsv").string());
-    s.planted_auc = r.planted_auc_test;
-    return s;
-  }();
-  return d;
+fs::path data_dir(data::SynthResult* result = nullptr) {
+  return test::synth_dataset("train_test", test::small_synth_spec(60000, 20000, 200, 5), result);
+}
+
+double planted_auc() {
+  data::SynthResult r;
+  data_dir(&r);
+  return r.planted_auc_test;
 }
 
 std::vector<std::string> base_overrides(const fs::path& out) {
-  const SynthData& d = synth_data();
-  return {"--data.train=" + (d.dir / "train.tsv").string(),
-          "--data.test=" + (d.dir / "test.tsv").string(),
+  const fs::path d = data_dir();
+  return {"--data.train=" + (d / "train.tsv").string(),
+          "--data.test=" + (d / "test.tsv").string(),
           "--data.hash_buckets=1000",
           "--model.bottom_mlp=32,8",
           "--model.embedding_dim=8",
@@ -61,15 +45,8 @@ std::vector<std::string> base_overrides(const fs::path& out) {
           "--train.out_dir=" + out.string()};
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 TEST(Trainer, LearnsThePlantedSignalAndWritesItsOutputs) {
-  fs::path out = synth_data().dir / "run";
+  fs::path out = data_dir() / "run";
   Config cfg = Config::load("", base_overrides(out));
   Trainer trainer(cfg);
   TrainSummary s = trainer.run();
@@ -78,32 +55,32 @@ TEST(Trainer, LearnsThePlantedSignalAndWritesItsOutputs) {
   ASSERT_TRUE(s.evaluated);
   // Chance is 0.5; the planted model's own AUC is the ceiling. One epoch over 60k rows must get most
   // of the way there (a broken backward or optimizer stays near 0.5).
-  EXPECT_GT(s.test.auc, 0.5 + 0.6 * (synth_data().planted_auc - 0.5)) << "planted " << synth_data().planted_auc;
-  EXPECT_LE(s.test.auc, synth_data().planted_auc + 0.01);
+  EXPECT_GT(s.test.auc, 0.5 + 0.6 * (planted_auc() - 0.5)) << "planted " << planted_auc();
+  EXPECT_LE(s.test.auc, planted_auc() + 0.01);
   EXPECT_EQ(s.test.rows, 20000);
 
-  std::string metrics = slurp(out / "metrics.jsonl");
+  std::string metrics = test::slurp(out / "metrics.jsonl");
   EXPECT_NE(metrics.find("{\"step\": 100,"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("\"auc\": "), std::string::npos);
   EXPECT_NE(metrics.find("\"logloss\": "), std::string::npos);
   ASSERT_TRUE(fs::exists(out / "params.h5"));
 
   // A fresh trainer evaluating the saved weights reproduces the final evaluation exactly.
-  std::vector<std::string> o = base_overrides(synth_data().dir / "run_eval");
+  std::vector<std::string> o = base_overrides(data_dir() / "run_eval");
   o.push_back("--model.init=" + (out / "params.h5").string());
   Config cfg2 = Config::load("", o);
   Trainer evaluator(cfg2);
-  data::Batch test = data::load_all(schema_from(cfg2), {(synth_data().dir / "test.tsv").string()});
+  data::Batch test = data::load_all(schema_from(cfg2), {(data_dir() / "test.tsv").string()});
   EXPECT_EQ(evaluator.evaluate(test).auc, s.test.auc);
 }
 
 TEST(Trainer, SameSeedSameLosses) {
   std::vector<double> losses[2];
   for (int run = 0; run < 2; ++run) {
-    std::vector<std::string> o = base_overrides(synth_data().dir / ("det" + std::to_string(run)));
+    std::vector<std::string> o = base_overrides(data_dir() / ("det" + std::to_string(run)));
     Config cfg = Config::load("", o);
     Trainer trainer(cfg);
-    data::TsvReader reader(schema_from(cfg), {(synth_data().dir / "train.tsv").string()});
+    data::TsvReader reader(schema_from(cfg), {(data_dir() / "train.tsv").string()});
     data::Batch b;
     for (int i = 0; i < 20 && reader.next(b, 256); ++i) losses[run].push_back(trainer.train_step(b));
   }
@@ -111,19 +88,13 @@ TEST(Trainer, SameSeedSameLosses) {
   EXPECT_LT(losses[0].back(), losses[0].front());
 }
 
-// Runs the recforge binary; returns its exit code and combined output.
-int run_recforge(const std::string& args, std::string* output) {
-  std::string cmd = std::string(RECFORGE_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  char buf[4096];
-  output->clear();
-  while (fgets(buf, sizeof buf, p)) *output += buf;
-  int status = pclose(p);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+// Runs the recforge binary with `args`.
+test::CommandResult run_recforge(const std::string& args) {
+  return test::run_command(std::string(RECFORGE_BIN) + " " + args);
 }
 
 TEST(TrainCommand, BadRowStopsWithFileLineAndExitCode2) {
-  fs::path dir = synth_data().dir;
+  fs::path dir = data_dir();
   fs::path bad = dir / "bad.tsv";
   {
     std::ifstream in(dir / "test.tsv");
@@ -132,18 +103,20 @@ TEST(TrainCommand, BadRowStopsWithFileLineAndExitCode2) {
     for (int i = 0; i < 5 && std::getline(in, line); ++i) out << line << "\n";
     out << "1\t2\t3\n";  // too few fields on line 6
   }
-  std::string out;
   std::string common = "train --data.train=" + bad.string() + " --data.hash_buckets=100 --model.bottom_mlp=8,4 "
                        "--model.embedding_dim=4 --model.top_mlp=4,1 --train.threads=1 --train.out_dir=" +
                        (dir / "badrun").string();
-  EXPECT_EQ(run_recforge(common, &out), 2) << out;
-  EXPECT_NE(out.find(bad.string() + ":6: expected 40 tab-separated fields, got 3"), std::string::npos) << out;
+  test::CommandResult r = run_recforge(common);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find(bad.string() + ":6: expected 40 tab-separated fields, got 3"), std::string::npos) << r.output;
 
-  EXPECT_EQ(run_recforge(common + " --data.skip_bad_rows=true", &out), 0) << out;
-  EXPECT_NE(out.find("skipped 1 bad row, first at " + bad.string() + ":6"), std::string::npos) << out;
+  r = run_recforge(common + " --data.skip_bad_rows=true");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("skipped 1 bad row, first at " + bad.string() + ":6"), std::string::npos) << r.output;
 
-  EXPECT_EQ(run_recforge("train --data.train=" + (dir / "missing.tsv").string(), &out), 2) << out;
-  EXPECT_NE(out.find("missing.tsv' not found"), std::string::npos) << out;
+  r = run_recforge("train --data.train=" + (dir / "missing.tsv").string());
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("missing.tsv' not found"), std::string::npos) << r.output;
 }
 
 }  // namespace
