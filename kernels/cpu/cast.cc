@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/cpu_util.h"
+#include "kernels/validate.h"
 
 namespace rf::cpu {
 namespace {
@@ -34,12 +35,7 @@ void convert_from(const Tensor& src, Tensor& dst) {
 }  // namespace
 
 void cast(const Tensor& src, Tensor& dst) {
-  if (!is_floating(src.dtype()) || !is_floating(dst.dtype()))
-    throw ShapeError(std::string("cast: only fp32/fp16/bf16 are supported, got ") + dtype_name(src.dtype()) +
-                     " -> " + dtype_name(dst.dtype()));
-  if (src.numel() != dst.numel())
-    throw ShapeError("cast: src " + shape_str(src.shape()) + " and dst " + shape_str(dst.shape()) +
-                     " hold different element counts");
+  checks::cast(src, dst);
   if (src.dtype() == dst.dtype()) {
     if (src.raw() != dst.raw()) std::memcpy(dst.raw(), src.raw(), src.nbytes());
     return;

@@ -2,36 +2,10 @@
 // compute), the rest is elementwise in fp32. Forward y = x0 * h + x with h = W x + b (or U (V x) + b);
 // backward dh = dy * x0, dx0 += dy * h, dx = dh W (+ through V) + dy.
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/validate.h"
 
 namespace rf::cpu {
 namespace {
-
-struct CrossShape {
-  int64_t batch, dim, rank;
-};
-
-CrossShape check_inputs(const char* op, const Tensor& x0, const Tensor& x, const CrossWeights& wt) {
-  const std::string o(op);
-  check_dtype(x0, DType::kF32, (o + ": x0").c_str());
-  check_dtype(x, DType::kF32, (o + ": x").c_str());
-  if (x0.dim() != 2) throw ShapeError(o + ": x0: expected [batch, dim], got " + shape_str(x0.shape()));
-  CrossShape s{x0.size(0), x0.size(1), 0};
-  check_shape(x, {s.batch, s.dim}, (o + ": x").c_str());
-  check_shape(wt.b, {s.dim}, (o + ": b").c_str());
-  check_dtype(wt.b, DType::kF32, (o + ": b").c_str());
-  if (wt.low_rank()) {
-    if (wt.v.dim() != 2) throw ShapeError(o + ": v: expected [rank, dim], got " + shape_str(wt.v.shape()));
-    s.rank = wt.v.size(0);
-    check_shape(wt.v, {s.rank, s.dim}, (o + ": v").c_str());
-    check_shape(wt.u, {s.dim, s.rank}, (o + ": u").c_str());
-    check_dtype(wt.v, DType::kF32, (o + ": v").c_str());
-    check_dtype(wt.u, DType::kF32, (o + ": u").c_str());
-  } else {
-    check_shape(wt.w, {s.dim, s.dim}, (o + ": w").c_str());
-    check_dtype(wt.w, DType::kF32, (o + ": w").c_str());
-  }
-  return s;
-}
 
 // Allocates `t` as fp32 `shape` unless it already is one (lets callers reuse buffers across steps).
 void ensure(Tensor& t, const Shape& shape) {
@@ -43,9 +17,7 @@ void ensure(Tensor& t, const Shape& shape) {
 
 void cross_forward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, Tensor& y, CrossSaved& saved,
                    DType compute) {
-  const CrossShape s = check_inputs("cross_forward", x0, x, weights);
-  check_shape(y, {s.batch, s.dim}, "cross_forward: y");
-  check_dtype(y, DType::kF32, "cross_forward: y");
+  const checks::CrossDims s = checks::cross_forward(x0, x, weights, y);
   ensure(saved.h, {s.batch, s.dim});
   if (weights.low_rank()) {
     ensure(saved.vx, {s.batch, s.rank});
@@ -66,15 +38,8 @@ void cross_forward(const Tensor& x0, const Tensor& x, const CrossWeights& weight
 
 void cross_backward(const Tensor& x0, const Tensor& x, const CrossWeights& weights, const CrossSaved& saved,
                     const Tensor& dy, Tensor& dx0, Tensor& dx, CrossGrads& grads, DType compute) {
-  const CrossShape s = check_inputs("cross_backward", x0, x, weights);
+  const checks::CrossDims s = checks::cross_backward(x0, x, weights, saved, dy, dx0, dx);
   const Shape bd{s.batch, s.dim};
-  check_shape(saved.h, bd, "cross_backward: saved.h");
-  check_shape(dy, bd, "cross_backward: dy");
-  check_dtype(dy, DType::kF32, "cross_backward: dy");
-  check_shape(dx0, bd, "cross_backward: dx0");
-  check_dtype(dx0, DType::kF32, "cross_backward: dx0");
-  check_shape(dx, bd, "cross_backward: dx");
-  check_dtype(dx, DType::kF32, "cross_backward: dx");
   ensure(grads.b, {s.dim});
 
   Tensor dh = Tensor::empty(bd, DType::kF32);

@@ -16,6 +16,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/cpu_util.h"
+#include "kernels/validate.h"
 
 namespace rf::cpu {
 namespace {
@@ -24,15 +25,9 @@ using detail::load_f32;
 
 constexpr int64_t kNoBag = std::numeric_limits<int64_t>::max();
 
-// indices [nnz] int64, offsets [batch + 1] int64, non-decreasing from 0 to nnz. Returns batch.
-int64_t check_bags(const char* op, const Tensor& indices, const Tensor& offsets) {
+// offsets run from 0 to nnz without decreasing (their shape is checks::embedding_bags's to check).
+void check_offsets(const char* op, const Tensor& indices, const Tensor& offsets, int64_t batch) {
   const std::string o(op);
-  check_dtype(indices, DType::kI64, (o + ": indices").c_str());
-  check_dtype(offsets, DType::kI64, (o + ": offsets").c_str());
-  if (indices.dim() != 1) throw ShapeError(o + ": indices must be 1-d, got shape " + shape_str(indices.shape()));
-  if (offsets.dim() != 1 || offsets.size(0) < 1)
-    throw ShapeError(o + ": offsets must be 1-d with batch + 1 >= 1 entries, got shape " + shape_str(offsets.shape()));
-  const int64_t batch = offsets.size(0) - 1;
   const int64_t nnz = indices.size(0);
   const int64_t* off = offsets.data<int64_t>();
   if (off[0] != 0) throw DataError(o + ": offsets[0] is " + std::to_string(off[0]) + ", expected 0");
@@ -43,7 +38,6 @@ int64_t check_bags(const char* op, const Tensor& indices, const Tensor& offsets)
     if (off[b + 1] < off[b])
       throw DataError(o + ": offsets decrease at bag " + std::to_string(b) + " (" + std::to_string(off[b]) + " then " +
                       std::to_string(off[b + 1]) + ")");
-  return batch;
 }
 
 [[noreturn]] void throw_bad_index(const char* op, int64_t bag, int64_t pos, int64_t index, int64_t rows) {
@@ -95,13 +89,8 @@ void pool(const T* table, const int64_t* ind, const int64_t* off, int64_t batch,
 void embedding_bag_forward(const Tensor& table, const Tensor& indices, const Tensor& offsets, PoolMode mode,
                            Tensor& out) {
   const char* op = "embedding_bag_forward";
-  if (table.dim() != 2 || !is_floating(table.dtype()))
-    throw ShapeError(std::string(op) + ": table must be a 2-d fp32/fp16/bf16 tensor, got " +
-                     dtype_name(table.dtype()) + shape_str(table.shape()));
-  const int64_t batch = check_bags(op, indices, offsets);
+  const int64_t batch = checks::embedding_bag_forward(table, indices, offsets, out, check_offsets);
   const int64_t rows = table.size(0), dim = table.size(1);
-  check_shape(out, {batch, dim}, "embedding_bag_forward: out");
-  check_dtype(out, DType::kF32, "embedding_bag_forward: out");
   const int64_t* ind = indices.data<int64_t>();
   const int64_t* off = offsets.data<int64_t>();
   check_indices(op, ind, off, batch, rows);
@@ -117,11 +106,7 @@ void embedding_bag_forward(const Tensor& table, const Tensor& indices, const Ten
 SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
                                   PoolMode mode, int64_t num_rows) {
   const char* op = "embedding_bag_backward";
-  const int64_t batch = check_bags(op, indices, offsets);
-  if (grad_out.dim() != 2 || grad_out.size(0) != batch)
-    throw ShapeError(std::string(op) + ": grad_out: expected shape [" + std::to_string(batch) + ", dim], got " +
-                     shape_str(grad_out.shape()));
-  check_dtype(grad_out, DType::kF32, "embedding_bag_backward: grad_out");
+  const int64_t batch = checks::embedding_bag_backward(indices, offsets, grad_out, check_offsets);
   const int64_t dim = grad_out.size(1);
   const int64_t nnz = indices.size(0);
   const int64_t* ind = indices.data<int64_t>();

@@ -6,25 +6,10 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/validate.h"
 
 namespace rf::cpu {
 namespace {
-
-struct InteractionShape {
-  int64_t batch, tables, dim, out_dim;
-};
-
-InteractionShape check_inputs(const char* op, const Tensor& dense, const Tensor& emb, bool self_interaction) {
-  const std::string o(op);
-  check_dtype(dense, DType::kF32, (o + ": dense").c_str());
-  check_dtype(emb, DType::kF32, (o + ": emb").c_str());
-  if (dense.dim() != 2) throw ShapeError(o + ": dense: expected [batch, dim], got " + shape_str(dense.shape()));
-  if (emb.dim() != 3) throw ShapeError(o + ": emb: expected [batch, tables, dim], got " + shape_str(emb.shape()));
-  InteractionShape s{dense.size(0), emb.size(1), dense.size(1), 0};
-  check_shape(emb, {s.batch, s.tables, s.dim}, (o + ": emb").c_str());
-  s.out_dim = interaction_output_dim(s.tables, s.dim, self_interaction);
-  return s;
-}
 
 inline float dot(const float* a, const float* b, int64_t n) {
   float acc = 0.0f;
@@ -41,9 +26,7 @@ inline void axpy(float alpha, const float* x, float* y, int64_t n) {
 }  // namespace
 
 void interaction_forward(const Tensor& dense, const Tensor& emb, bool self_interaction, Tensor& out) {
-  const InteractionShape s = check_inputs("interaction_forward", dense, emb, self_interaction);
-  check_shape(out, {s.batch, s.out_dim}, "interaction_forward: out");
-  check_dtype(out, DType::kF32, "interaction_forward: out");
+  const checks::InteractionDims s = checks::interaction_forward(dense, emb, self_interaction, out);
   const float* dp = dense.data<float>();
   const float* ep = emb.data<float>();
   float* op = out.data<float>();
@@ -64,13 +47,8 @@ void interaction_forward(const Tensor& dense, const Tensor& emb, bool self_inter
 
 void interaction_backward(const Tensor& dense, const Tensor& emb, const Tensor& grad_out, bool self_interaction,
                           Tensor& grad_dense, Tensor& grad_emb) {
-  const InteractionShape s = check_inputs("interaction_backward", dense, emb, self_interaction);
-  check_shape(grad_out, {s.batch, s.out_dim}, "interaction_backward: grad_out");
-  check_dtype(grad_out, DType::kF32, "interaction_backward: grad_out");
-  check_shape(grad_dense, {s.batch, s.dim}, "interaction_backward: grad_dense");
-  check_dtype(grad_dense, DType::kF32, "interaction_backward: grad_dense");
-  check_shape(grad_emb, {s.batch, s.tables, s.dim}, "interaction_backward: grad_emb");
-  check_dtype(grad_emb, DType::kF32, "interaction_backward: grad_emb");
+  const checks::InteractionDims s =
+      checks::interaction_backward(dense, emb, grad_out, self_interaction, grad_dense, grad_emb);
   const float* dp = dense.data<float>();
   const float* ep = emb.data<float>();
   const float* gp = grad_out.data<float>();

@@ -11,6 +11,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cpu/cpu_util.h"
+#include "kernels/validate.h"
 
 // oneDNN exports its bf16 GEMM but 2.6's public headers do not declare it (its own tests declare it
 // this way). Row-major like dnnl_sgemm: C[M, N] = alpha op(A) op(B) + beta C, fp32 accumulation.
@@ -90,41 +91,11 @@ const bf16* as_bf16(const Tensor& t, std::vector<bf16>& scratch) {
   return dst;
 }
 
-// The compute types the CPU GEMMs implement. fp16 compute (and the loss scaling it needs) is CUDA's.
-void check_compute(DType compute, const char* op) {
-  if (compute == DType::kF32 || compute == DType::kBF16) return;
-  if (compute == DType::kF16)
-    throw BackendError(std::string(op) +
-                       ": fp16 compute has no CPU implementation (train.precision=fp16 needs the CUDA backend; use "
-                       "bf16 or fp32 on the CPU)");
-  throw ShapeError(std::string(op) + ": compute dtype must be fp32, bf16 or fp16, got " + dtype_name(compute));
-}
-
-void check_compute_dtype(const Tensor& t, const char* what) {
-  if (t.dtype() != DType::kF32 && t.dtype() != DType::kBF16)
-    throw ShapeError(std::string(what) + ": expected dtype fp32 or bf16, got " + dtype_name(t.dtype()));
-}
-
-void check_matrix(const Tensor& t, const char* what) {
-  if (t.dim() != 2) throw ShapeError(std::string(what) + ": expected a 2-d tensor, got shape " + shape_str(t.shape()));
-}
-
 }  // namespace
 
 void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, DType compute) {
-  check_compute(compute, "linear_forward");
-  check_matrix(x, "linear_forward: x");
-  check_matrix(w, "linear_forward: w");
-  check_compute_dtype(x, "linear_forward: x");
-  const int64_t batch = x.size(0), in = x.size(1), out = w.size(0);
-  check_shape(w, {out, in}, "linear_forward: w");
-  check_dtype(w, x.dtype(), "linear_forward: w");
-  check_shape(y, {batch, out}, "linear_forward: y");
-  check_dtype(y, x.dtype(), "linear_forward: y");
-  if (b != nullptr) {
-    check_shape(*b, {out}, "linear_forward: b");
-    check_dtype(*b, DType::kF32, "linear_forward: b");
-  }
+  const checks::LinearDims dims = checks::linear_forward(x, w, b, y, compute, checks::Backend::kCpu);
+  const int64_t batch = dims.batch, in = dims.in, out = dims.out;
 
   if (compute == DType::kBF16) {
     Bf16Scratch& s = bf16_scratch();
@@ -165,25 +136,8 @@ void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y
 
 void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor* db,
                      DType compute) {
-  check_compute(compute, "linear_backward");
-  check_matrix(x, "linear_backward: x");
-  check_matrix(w, "linear_backward: w");
-  check_compute_dtype(x, "linear_backward: x");
-  const int64_t batch = x.size(0), in = x.size(1), out = w.size(0);
-  check_shape(w, {out, in}, "linear_backward: w");
-  check_dtype(w, x.dtype(), "linear_backward: w");
-  check_shape(dy, {batch, out}, "linear_backward: dy");
-  check_dtype(dy, x.dtype(), "linear_backward: dy");
-  check_shape(dw, {out, in}, "linear_backward: dw");
-  check_dtype(dw, DType::kF32, "linear_backward: dw");
-  if (dx != nullptr) {
-    check_shape(*dx, {batch, in}, "linear_backward: dx");
-    check_dtype(*dx, x.dtype(), "linear_backward: dx");
-  }
-  if (db != nullptr) {
-    check_shape(*db, {out}, "linear_backward: db");
-    check_dtype(*db, DType::kF32, "linear_backward: db");
-  }
+  const checks::LinearDims dims = checks::linear_backward(x, w, dy, dx, dw, db, compute, checks::Backend::kCpu);
+  const int64_t batch = dims.batch, in = dims.in, out = dims.out;
 
   std::vector<float> xs, ws, dys, dxs;
   if (compute == DType::kBF16) {

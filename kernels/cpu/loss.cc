@@ -4,24 +4,12 @@
 #include <cmath>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/validate.h"
 
 namespace rf::cpu {
-namespace {
-
-int64_t check_inputs(const char* op, const Tensor& logits, const Tensor& labels) {
-  const std::string o(op);
-  check_dtype(logits, DType::kF32, (o + ": logits").c_str());
-  check_dtype(labels, DType::kF32, (o + ": labels").c_str());
-  if (logits.dim() != 1) throw ShapeError(o + ": logits: expected [batch], got " + shape_str(logits.shape()));
-  check_shape(labels, logits.shape(), (o + ": labels").c_str());
-  return logits.size(0);
-}
-
-}  // namespace
 
 double bce_with_logits_forward(const Tensor& logits, const Tensor& labels) {
-  const int64_t n = check_inputs("bce_with_logits_forward", logits, labels);
-  if (n == 0) throw ShapeError("bce_with_logits_forward: empty batch has no mean loss");
+  const int64_t n = checks::bce_with_logits_forward(logits, labels);
   const float* z = logits.data<float>();
   const float* y = labels.data<float>();
   double sum = 0.0;
@@ -34,9 +22,7 @@ double bce_with_logits_forward(const Tensor& logits, const Tensor& labels) {
 }
 
 void bce_with_logits_backward(const Tensor& logits, const Tensor& labels, float scale, Tensor& grad) {
-  const int64_t n = check_inputs("bce_with_logits_backward", logits, labels);
-  check_shape(grad, logits.shape(), "bce_with_logits_backward: grad");
-  check_dtype(grad, DType::kF32, "bce_with_logits_backward: grad");
+  const int64_t n = checks::bce_with_logits_backward(logits, labels, grad);
   const float* z = logits.data<float>();
   const float* y = labels.data<float>();
   float* g = grad.data<float>();

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/validate.h"
 #include "src/core/dtype.h"
 
 namespace rf::cuda {
@@ -69,12 +70,7 @@ class DeviceScope {
 }  // namespace
 
 void cast(const Tensor& src, Tensor& dst) {
-  if (!is_floating(src.dtype()) || !is_floating(dst.dtype()))
-    throw ShapeError(std::string("cast: only fp32/fp16/bf16 are supported, got ") + dtype_name(src.dtype()) +
-                     " -> " + dtype_name(dst.dtype()));
-  if (src.numel() != dst.numel())
-    throw ShapeError("cast: src " + shape_str(src.shape()) + " and dst " + shape_str(dst.shape()) +
-                     " hold different element counts");
+  checks::cast(src, dst);
   RF_CHECK(src.device().is_cuda() && dst.device() == src.device(), "cuda::cast: tensors on ", src.device().str(),
            " and ", dst.device().str());
   if (src.numel() == 0) return;

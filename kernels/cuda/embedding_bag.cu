@@ -15,6 +15,7 @@
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/embedding_internal.h"
+#include "kernels/validate.h"
 
 namespace rf::cuda {
 namespace {
@@ -211,16 +212,14 @@ bool embedding_bounds_checks() { return g_bounds_checks; }
 
 namespace detail {
 
-int64_t check_bags(const char* op, const Tensor& indices, const Tensor& offsets) {
-  const std::string o(op);
-  check_dtype(indices, DType::kI64, (o + ": indices").c_str());
-  check_dtype(offsets, DType::kI64, (o + ": offsets").c_str());
-  if (indices.dim() != 1) throw ShapeError(o + ": indices must be 1-d, got shape " + shape_str(indices.shape()));
-  if (offsets.dim() != 1 || offsets.size(0) < 1)
-    throw ShapeError(o + ": offsets must be 1-d with batch + 1 >= 1 entries, got shape " + shape_str(offsets.shape()));
+// The kernels index lookups with int32.
+void check_lookup_count(const char* op, const Tensor& indices, const Tensor& offsets, int64_t /*batch*/) {
   RF_CHECK(indices.numel() < std::numeric_limits<int32_t>::max() && offsets.numel() < std::numeric_limits<int32_t>::max(),
-           o, ": more than 2^31 lookups in one call");
-  return offsets.size(0) - 1;
+           op, ": more than 2^31 lookups in one call");
+}
+
+int64_t check_bags(const char* op, const Tensor& indices, const Tensor& offsets) {
+  return checks::embedding_bags(op, indices, offsets, check_lookup_count);
 }
 
 SortedLookups sort_lookups(const char* op, const Tensor& indices, const Tensor& offsets, int64_t num_rows) {
@@ -288,13 +287,8 @@ SortedLookups sort_lookups(const char* op, const Tensor& indices, const Tensor& 
 void embedding_bag_forward(const Tensor& table, const Tensor& indices, const Tensor& offsets, PoolMode mode,
                            Tensor& out) {
   const char* op = "embedding_bag_forward";
-  if (table.dim() != 2 || !is_floating(table.dtype()))
-    throw ShapeError(std::string(op) + ": table must be a 2-d fp32/fp16/bf16 tensor, got " +
-                     dtype_name(table.dtype()) + shape_str(table.shape()));
-  const int64_t batch = detail::check_bags(op, indices, offsets);
+  const int64_t batch = checks::embedding_bag_forward(table, indices, offsets, out, detail::check_lookup_count);
   const int64_t dim = table.size(1);
-  check_shape(out, {batch, dim}, "embedding_bag_forward: out");
-  check_dtype(out, DType::kF32, "embedding_bag_forward: out");
   if (batch == 0) return;
   detail::DeviceScope scope(table);
   if (embedding_bounds_checks()) validate(op, indices, offsets, batch, table.size(0));
@@ -310,11 +304,7 @@ void embedding_bag_forward(const Tensor& table, const Tensor& indices, const Ten
 SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
                                   PoolMode mode, int64_t num_rows) {
   const char* op = "embedding_bag_backward";
-  const int64_t batch = detail::check_bags(op, indices, offsets);
-  if (grad_out.dim() != 2 || grad_out.size(0) != batch)
-    throw ShapeError(std::string(op) + ": grad_out: expected shape [" + std::to_string(batch) + ", dim], got " +
-                     shape_str(grad_out.shape()));
-  check_dtype(grad_out, DType::kF32, "embedding_bag_backward: grad_out");
+  const int64_t batch = checks::embedding_bag_backward(indices, offsets, grad_out, detail::check_lookup_count);
   const int64_t dim = grad_out.size(1);
   detail::DeviceScope scope(grad_out);
   detail::SortedLookups s = detail::sort_lookups(op, indices, offsets, num_rows);

@@ -21,8 +21,9 @@ struct SortedLookups {
 // Synchronises once to learn `unique`.
 SortedLookups sort_lookups(const char* op, const Tensor& indices, const Tensor& offsets, int64_t num_rows);
 
-// Shape checks shared by the ops; returns batch.
+// checks::embedding_bags plus the 32-bit lookup limit of the kernels; returns batch.
 int64_t check_bags(const char* op, const Tensor& indices, const Tensor& offsets);
+void check_lookup_count(const char* op, const Tensor& indices, const Tensor& offsets, int64_t batch);
 
 // Lanes per row (a power of two <= 32) so that lanes * vec covers dim in as few passes as possible.
 inline int lanes_for(int64_t dim, int vec) {

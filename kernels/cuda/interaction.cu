@@ -9,27 +9,12 @@
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/validate.h"
 
 namespace rf::cuda {
 namespace {
 
 constexpr int kThreads = 128;
-
-struct Dims {
-  int64_t batch, tables, dim, out_dim;
-};
-
-Dims check_inputs(const char* op, const Tensor& dense, const Tensor& emb, bool self_interaction) {
-  const std::string o(op);
-  check_dtype(dense, DType::kF32, (o + ": dense").c_str());
-  check_dtype(emb, DType::kF32, (o + ": emb").c_str());
-  if (dense.dim() != 2) throw ShapeError(o + ": dense: expected [batch, dim], got " + shape_str(dense.shape()));
-  if (emb.dim() != 3) throw ShapeError(o + ": emb: expected [batch, tables, dim], got " + shape_str(emb.shape()));
-  Dims s{dense.size(0), emb.size(1), dense.size(1), 0};
-  check_shape(emb, {s.batch, s.tables, s.dim}, (o + ": emb").c_str());
-  s.out_dim = interaction_output_dim(s.tables, s.dim, self_interaction);
-  return s;
-}
 
 // Pair p of the row-major lower triangle (j < i, or j <= i with self-interaction) as (i, j).
 __device__ __forceinline__ void pair_of(int p, bool self, int& i, int& j) {
@@ -130,9 +115,7 @@ void reserve_shared(K kernel, size_t bytes, const char* op) {
 }  // namespace
 
 void interaction_forward(const Tensor& dense, const Tensor& emb, bool self_interaction, Tensor& out) {
-  const Dims s = check_inputs("interaction_forward", dense, emb, self_interaction);
-  check_shape(out, {s.batch, s.out_dim}, "interaction_forward: out");
-  check_dtype(out, DType::kF32, "interaction_forward: out");
+  const checks::InteractionDims s = checks::interaction_forward(dense, emb, self_interaction, out);
   if (s.batch == 0) return;
   detail::DeviceScope scope(dense);
   const size_t shared = static_cast<size_t>((s.tables + 1) * (s.dim + 1)) * sizeof(float);
@@ -146,13 +129,8 @@ void interaction_forward(const Tensor& dense, const Tensor& emb, bool self_inter
 
 void interaction_backward(const Tensor& dense, const Tensor& emb, const Tensor& grad_out, bool self_interaction,
                           Tensor& grad_dense, Tensor& grad_emb) {
-  const Dims s = check_inputs("interaction_backward", dense, emb, self_interaction);
-  check_shape(grad_out, {s.batch, s.out_dim}, "interaction_backward: grad_out");
-  check_dtype(grad_out, DType::kF32, "interaction_backward: grad_out");
-  check_shape(grad_dense, {s.batch, s.dim}, "interaction_backward: grad_dense");
-  check_dtype(grad_dense, DType::kF32, "interaction_backward: grad_dense");
-  check_shape(grad_emb, {s.batch, s.tables, s.dim}, "interaction_backward: grad_emb");
-  check_dtype(grad_emb, DType::kF32, "interaction_backward: grad_emb");
+  const checks::InteractionDims s =
+      checks::interaction_backward(dense, emb, grad_out, self_interaction, grad_dense, grad_emb);
   if (s.batch == 0) return;
   detail::DeviceScope scope(dense);
   const int64_t f = s.tables + 1;

@@ -8,6 +8,7 @@
 #include "kernels/cuda/cublaslt_gemm.h"
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/validate.h"
 
 namespace rf::cuda {
 namespace {
@@ -51,20 +52,6 @@ __global__ void column_sum_kernel(const T* __restrict__ dy, float* __restrict__ 
   }
 }
 
-void check_float(const Tensor& t, const char* what) {
-  if (!is_floating(t.dtype()))
-    throw ShapeError(std::string(what) + ": expected fp32, bf16 or fp16, got " + dtype_name(t.dtype()));
-}
-
-void check_compute(DType compute, const char* op) {
-  if (!is_floating(compute))
-    throw ShapeError(std::string(op) + ": compute dtype must be fp32, bf16 or fp16, got " + dtype_name(compute));
-}
-
-void check_matrix(const Tensor& t, const char* what) {
-  if (t.dim() != 2) throw ShapeError(std::string(what) + ": expected a 2-d tensor, got shape " + shape_str(t.shape()));
-}
-
 // The GEMM operand type: the compute type, except that fp32 compute on 16-bit tensors multiplies them
 // as they are (widening is exact, and cuBLASLt accumulates in fp32 either way).
 DType operand_type(DType tensors, DType compute) { return compute == DType::kF32 ? tensors : compute; }
@@ -105,19 +92,8 @@ void set_allow_tf32(bool on) { g_allow_tf32 = on; }
 bool allow_tf32() { return g_allow_tf32; }
 
 void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, DType compute, bool relu) {
-  check_compute(compute, "linear_forward");
-  check_matrix(x, "linear_forward: x");
-  check_matrix(w, "linear_forward: w");
-  check_float(x, "linear_forward: x");
-  const int64_t batch = x.size(0), in = x.size(1), out = w.size(0);
-  check_shape(w, {out, in}, "linear_forward: w");
-  check_dtype(w, x.dtype(), "linear_forward: w");
-  check_shape(y, {batch, out}, "linear_forward: y");
-  check_dtype(y, x.dtype(), "linear_forward: y");
-  if (b != nullptr) {
-    check_shape(*b, {out}, "linear_forward: b");
-    check_dtype(*b, DType::kF32, "linear_forward: b");
-  }
+  const checks::LinearDims dims = checks::linear_forward(x, w, b, y, compute, checks::Backend::kCuda);
+  const int64_t batch = dims.batch, in = dims.in, out = dims.out;
   if (batch == 0 || out == 0) return;
   detail::DeviceScope scope(x);
   const DType op = operand_type(x.dtype(), compute);
@@ -152,25 +128,8 @@ void linear_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y
 
 void linear_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor* db,
                      DType compute) {
-  check_compute(compute, "linear_backward");
-  check_matrix(x, "linear_backward: x");
-  check_matrix(w, "linear_backward: w");
-  check_float(x, "linear_backward: x");
-  const int64_t batch = x.size(0), in = x.size(1), out = w.size(0);
-  check_shape(w, {out, in}, "linear_backward: w");
-  check_dtype(w, x.dtype(), "linear_backward: w");
-  check_shape(dy, {batch, out}, "linear_backward: dy");
-  check_dtype(dy, x.dtype(), "linear_backward: dy");
-  check_shape(dw, {out, in}, "linear_backward: dw");
-  check_dtype(dw, DType::kF32, "linear_backward: dw");
-  if (dx != nullptr) {
-    check_shape(*dx, {batch, in}, "linear_backward: dx");
-    check_dtype(*dx, x.dtype(), "linear_backward: dx");
-  }
-  if (db != nullptr) {
-    check_shape(*db, {out}, "linear_backward: db");
-    check_dtype(*db, DType::kF32, "linear_backward: db");
-  }
+  const checks::LinearDims dims = checks::linear_backward(x, w, dy, dx, dw, db, compute, checks::Backend::kCuda);
+  const int64_t batch = dims.batch, in = dims.in, out = dims.out;
   detail::DeviceScope scope(x);
   const DType op = operand_type(x.dtype(), compute);
   const Tensor dyo = as_type(dy, op);

@@ -5,21 +5,13 @@
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/validate.h"
 
 namespace rf::cuda {
 namespace {
 
 constexpr int kThreads = 256;
 constexpr int kMaxBlocks = 1024;
-
-int64_t check_inputs(const char* op, const Tensor& logits, const Tensor& labels) {
-  const std::string o(op);
-  check_dtype(logits, DType::kF32, (o + ": logits").c_str());
-  check_dtype(labels, DType::kF32, (o + ": labels").c_str());
-  if (logits.dim() != 1) throw ShapeError(o + ": logits: expected [batch], got " + shape_str(logits.shape()));
-  check_shape(labels, logits.shape(), (o + ": labels").c_str());
-  return logits.size(0);
-}
 
 __global__ void __launch_bounds__(kThreads) bce_partial_kernel(const float* __restrict__ z,
                                                                const float* __restrict__ y, int64_t n,
@@ -74,8 +66,7 @@ void bce_mean(const Tensor& logits, const Tensor& labels, int64_t n, double* mea
 }  // namespace
 
 double bce_with_logits_forward(const Tensor& logits, const Tensor& labels) {
-  const int64_t n = check_inputs("bce_with_logits_forward", logits, labels);
-  if (n == 0) throw ShapeError("bce_with_logits_forward: empty batch has no mean loss");
+  const int64_t n = checks::bce_with_logits_forward(logits, labels);
   detail::DeviceScope scope(logits);
   Tensor mean = Tensor::empty({1}, DType::kI64, logits.device());
   bce_mean(logits, labels, n, static_cast<double*>(mean.raw()), nullptr);
@@ -85,8 +76,7 @@ double bce_with_logits_forward(const Tensor& logits, const Tensor& labels) {
 }
 
 void bce_with_logits_forward_device(const Tensor& logits, const Tensor& labels, Tensor& loss) {
-  const int64_t n = check_inputs("bce_with_logits_forward", logits, labels);
-  if (n == 0) throw ShapeError("bce_with_logits_forward: empty batch has no mean loss");
+  const int64_t n = checks::bce_with_logits_forward(logits, labels);
   check_shape(loss, {1}, "bce_with_logits_forward: loss");
   check_dtype(loss, DType::kF32, "bce_with_logits_forward: loss");
   detail::DeviceScope scope(logits);
@@ -94,9 +84,7 @@ void bce_with_logits_forward_device(const Tensor& logits, const Tensor& labels, 
 }
 
 void bce_with_logits_backward(const Tensor& logits, const Tensor& labels, float scale, Tensor& grad) {
-  const int64_t n = check_inputs("bce_with_logits_backward", logits, labels);
-  check_shape(grad, logits.shape(), "bce_with_logits_backward: grad");
-  check_dtype(grad, DType::kF32, "bce_with_logits_backward: grad");
+  const int64_t n = checks::bce_with_logits_backward(logits, labels, grad);
   if (n == 0) return;
   detail::DeviceScope scope(logits);
   const float k = scale / static_cast<float>(n);
