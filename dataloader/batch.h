@@ -27,4 +27,7 @@ struct Batch {
 // Rows [begin, end) of `batch` as a new batch (copies; offsets rebased to start at 0).
 Batch slice_batch(const Batch& batch, int64_t begin, int64_t end);
 
+// The batch's tensors on `device`; a batch already there is returned as it is (no copy).
+Batch batch_to(const Batch& batch, Device device);
+
 }  // namespace rf::data

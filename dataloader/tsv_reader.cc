@@ -374,6 +374,16 @@ std::vector<Batch> read_batches(const ColumnSchema& schema, const std::vector<st
   return out;
 }
 
+Batch batch_to(const Batch& b, Device device) {
+  if (!b.labels.defined() || b.labels.device() == device) return b;
+  Batch out;
+  out.labels = b.labels.to(device);
+  out.dense = b.dense.to(device);
+  for (const Tensor& t : b.indices) out.indices.push_back(t.to(device));
+  for (const Tensor& t : b.offsets) out.offsets.push_back(t.to(device));
+  return out;
+}
+
 Batch slice_batch(const Batch& batch, int64_t begin, int64_t end) {
   RF_CHECK(0 <= begin && begin <= end && end <= batch.size(), "slice_batch: rows [", begin, ", ", end,
            ") of a batch of ", batch.size());

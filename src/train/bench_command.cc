@@ -37,17 +37,6 @@ data::Batch generated_batch(int64_t batch, int64_t num_dense, const std::vector<
   return b;
 }
 
-// The batch on `dev`, so that a GPU benchmark times the step and not the host-to-device copy.
-data::Batch on_device(const data::Batch& b, Device dev) {
-  if (dev.is_cpu()) return b;
-  data::Batch out;
-  out.labels = b.labels.to(dev);
-  out.dense = b.dense.to(dev);
-  for (const Tensor& t : b.indices) out.indices.push_back(t.to(dev));
-  for (const Tensor& t : b.offsets) out.offsets.push_back(t.to(dev));
-  return out;
-}
-
 // The step's queued kernels finished (a GPU step returns before its optimizer kernels have run).
 void wait_for(const Trainer& trainer) {
   if (trainer.device().is_cuda()) device_synchronize(trainer.device().index);
@@ -106,7 +95,7 @@ int run_bench(const Config& cfg) {
   // A few distinct batches so that the same rows are not hit every step.
   std::vector<data::Batch> batches;
   for (uint64_t s = 0; s < 4; ++s)
-    batches.push_back(on_device(generated_batch(batch, kNumDense, mc.table_sizes, 17 + s), trainer.device()));
+    batches.push_back(data::batch_to(generated_batch(batch, kNumDense, mc.table_sizes, 17 + s), trainer.device()));
 
   for (int64_t i = 0; i < warmup; ++i) trainer.train_step(batches[static_cast<size_t>(i) % batches.size()]);
   wait_for(trainer);

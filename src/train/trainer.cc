@@ -61,18 +61,6 @@ OptimizerHyperparams hyperparams_from(const Config& cfg) {
   return hp;
 }
 
-// The batch's tensors on `dev`; a batch already there is returned as it is (no copy), so callers
-// that keep batches on the device (the benchmark) time the step alone.
-data::Batch batch_on(const data::Batch& b, Device dev) {
-  if (!b.labels.defined() || b.labels.device() == dev) return b;
-  data::Batch out;
-  out.labels = b.labels.to(dev);
-  out.dense = b.dense.to(dev);
-  for (const Tensor& t : b.indices) out.indices.push_back(t.to(dev));
-  for (const Tensor& t : b.offsets) out.offsets.push_back(t.to(dev));
-  return out;
-}
-
 int64_t count_lines(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::vector<char> buf(1 << 20);
@@ -209,7 +197,7 @@ double Trainer::train_step(const data::Batch& global) {
 double Trainer::train_step_local(const data::Batch& host_or_device, int64_t global_rows, int64_t* global_rows_out) {
   Timing& t = *timing_;
   const Device dev = device();
-  const data::Batch mine = batch_on(host_or_device, dev);  // host -> device once per step on a GPU
+  const data::Batch mine = data::batch_to(host_or_device, dev);  // host -> device once per step on a GPU
   int64_t n = mine.size();
   if (global_rows < 0) {  // the loader split the batch: the ranks' shares add up to the global batch
     Tensor rows = Tensor::from_vector<int64_t>({n}, {1});
@@ -299,7 +287,7 @@ EvalResult Trainer::evaluate(const data::Batch& all) {
     int64_t end = mp_ ? first + (last - first) * (c + 1) / chunks : std::min(last, begin + eval_batch_size_);
     data::Batch part = (begin == 0 && end == all.size()) ? all : data::slice_batch(all, begin, end);
     if (logits.shape() != Shape{end - begin}) logits = Tensor::empty({end - begin}, DType::kF32, device());
-    model_->forward(model_input(batch_on(part, device())), logits);
+    model_->forward(model_input(data::batch_to(part, device())), logits);
     const Tensor host_logits = logits.device().is_cpu() ? logits : logits.to(Device::cpu());
     metrics.add(host_logits.data<float>(), part.labels.data<float>(), static_cast<size_t>(end - begin));
     begin = end;
