@@ -103,6 +103,8 @@ void maybe_fault(const char* file, int64_t step) {
 
 }  // namespace
 
+static TrainerState read_trainer_state(const fs::path& d);
+
 std::string save_checkpoint(const std::string& root, const CheckpointContents& c, int keep) {
   fs::create_directories(root);
   fs::path final_dir = fs::path(root) / ("step-" + std::to_string(c.trainer.step));
@@ -209,6 +211,20 @@ TrainerState load_checkpoint(const std::string& dir, const ParameterList& params
                       shape_str(it->second.shape()) + ", expected " + shape_str(t->shape()));
     t->copy_from(it->second);
   }
+  return read_trainer_state(d);
+}
+
+TrainerState read_checkpoint(const std::string& dir, std::map<std::string, Tensor>* params,
+                             std::map<std::string, Tensor>* optimizer_state) {
+  verify_checkpoint(dir);
+  fs::path d(dir);
+  *params = read_tensors((d / "model.h5").string());
+  *optimizer_state = read_tensors((d / "optimizer.h5").string());
+  return read_trainer_state(d);
+}
+
+// The key = value fields of trainer_state.txt and the manifest's world size.
+static TrainerState read_trainer_state(const fs::path& d) {
   std::map<std::string, std::string> kv = read_key_values(d / "trainer_state.txt");
   TrainerState ts;
   try {

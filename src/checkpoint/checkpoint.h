@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -49,5 +50,10 @@ std::optional<std::string> latest_valid_checkpoint(const std::string& root, std:
 // state from a verified checkpoint.
 TrainerState load_checkpoint(const std::string& dir, const ParameterList& params,
                              const std::vector<std::pair<std::string, Tensor*>>& optimizer_state);
+
+// Model parallelism: the full tensors of a verified checkpoint by name (weights and optimizer state),
+// for each rank to take its block of; returns the trainer state as load_checkpoint does.
+TrainerState read_checkpoint(const std::string& dir, std::map<std::string, Tensor>* params,
+                             std::map<std::string, Tensor>* optimizer_state);
 
 }  // namespace rf

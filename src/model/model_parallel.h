@@ -40,18 +40,49 @@ class ModelParallel {
 
   AllToAllStats a2a;
 
-  // Layers register, at construction and in the same order on every rank, how to re-assemble each
-  // sharded parameter (a collective); gather_full_parameters runs them all.
-  void register_gather(std::string name, std::function<Tensor()> gather);
+  // Where a sharded parameter's blocks live: the group they are gathered over and this rank's block
+  // (null: another rank owns the whole table). Layers register each sharded parameter at construction,
+  // in the same order on every rank.
+  struct Shard {
+    std::string name;
+    Communicator* comm = nullptr;
+    const Parameter* local = nullptr;
+    int64_t full_rows = 0, full_cols = 0;  // 1-D: full_cols = 1
+    bool sparse = false;
+  };
+  void register_shard(Shard s);
   // Every parameter of the model in full: replicated ones as they are, sharded ones gathered. A
   // collective over the whole world: every rank calls it with its own parameter list.
   std::map<std::string, Tensor> gather_full_parameters(const ParameterList& local);
 
+  // One kind of optimizer state as ParamGroupOptimizer::state() names it ("dense.exp_avg",
+  // "sparse.momentum1"): whether it belongs to sparse parameters, and whether it holds one value per
+  // row ([rows], row-wise Adagrad) rather than one per element (the parameter's shape).
+  struct StateKind {
+    std::string kind;
+    bool sparse = false, per_row = false;
+  };
+  // The full optimizer state for a checkpoint, named "<kind>/<parameter>": element-wise state is
+  // gathered as its parameter is, per-row state along the rows. A collective like
+  // gather_full_parameters. Per-row state of a column-sharded parameter has no full tensor (each
+  // column shard keeps its own accumulator): the caller refuses that before training.
+  std::map<std::string, Tensor> gather_full_state(const ParameterList& local,
+                                                  const std::vector<std::pair<std::string, Tensor*>>& state,
+                                                  const std::vector<StateKind>& kinds);
+
  private:
   std::unique_ptr<Communicator> embedding_, tensor_;
   std::shared_ptr<const ShardingPlan> plan_;
-  std::vector<std::pair<std::string, std::function<Tensor()>>> gathers_;
+  std::vector<Shard> shards_;
 };
+
+// Copies this rank's block of full tensors (a checkpoint's or model.init's, by name) into its
+// parameters and, when `full_state` is given, its optimizer state; the blocks are read from the
+// Parameter's row/column range, so a checkpoint written with another world size or sharding loads.
+// Not a collective. Throws DataError naming `where` and the tensor for a missing or misshapen one.
+void load_blocks_from_full(const ParameterList& local, const std::map<std::string, Tensor>& full_params,
+                           const std::vector<std::pair<std::string, Tensor*>>& state,
+                           const std::map<std::string, Tensor>* full_state, const std::string& where);
 
 // From [parallel] embedding_sharding, table_sharding, memory_budget_mb and tensor_parallel, and the
 // sparse optimizer: plans the tables over the grid's data-parallel group, prints the plan on world

@@ -87,8 +87,8 @@ ShardedEmbeddingCollection::ShardedEmbeddingCollection(const std::vector<int64_t
       params_.push_back(std::move(prm));
     }
     if (pl.kind != ShardingKind::kReplicated)
-      mp_->register_gather("embeddings." + std::to_string(t) + ".weight",
-                           [this, t] { return gather_full_table(static_cast<int>(t)); });
+      mp_->register_shard({"embeddings." + std::to_string(t) + ".weight", &comm(),
+                           param_of_table_[t] >= 0 ? &params_.back() : nullptr, sizes_[t], dim_, true});
   }
 }
 

@@ -61,9 +61,7 @@ TpMlp::TpMlp(std::string prefix, int64_t in_dim, const std::vector<int64_t>& wid
   for (Layer& layer : layers_)
     for (Parameter* p : {&layer.w, &layer.b})
       if (p->sharding != Sharding::kReplicated)
-        mp_->register_gather(p->name, [this, p] {
-          return gather_shards_2d(mp_->tp_comm(), p->value, p->row_begin, p->col_begin, p->full_rows, p->full_cols);
-        });
+        mp_->register_shard({p->name, &mp_->tp_comm(), p, p->full_rows, p->full_cols, false});
 }
 
 void TpMlp::init(InitRng& rng) {

@@ -89,6 +89,26 @@ std::string json_number(double v) {
   return s;
 }
 
+// Which state kinds the optimizers keep, and which are per row, from a probe on two tiny parameters:
+// ranks that own no block of a table must still take part in gathering its state.
+std::vector<ModelParallel::StateKind> optimizer_state_kinds(const Config& cfg) {
+  auto probe = make_optimizers(cfg.get_string("optimizer.dense"), cfg.get_string("optimizer.sparse"),
+                               hyperparams_from(cfg));
+  Parameter dense, sparse;
+  dense.name = "d";
+  sparse.name = "s";
+  sparse.sparse = true;
+  dense.value = Tensor::zeros({2, 3}, DType::kF32);
+  sparse.value = Tensor::zeros({2, 3}, DType::kF32);
+  probe->init_state({&dense, &sparse});
+  std::vector<ModelParallel::StateKind> kinds;
+  for (const auto& [key, tensor] : probe->state()) {
+    const size_t slash = key.rfind('/');
+    kinds.push_back({key.substr(0, slash), key.substr(slash + 1) == "s", tensor->dim() == 1});
+  }
+  return kinds;
+}
+
 }  // namespace
 
 namespace {
@@ -134,16 +154,26 @@ Trainer::Trainer(const Config& cfg, const ModelConfig& mc) : cfg_(cfg), timing_(
   // the top MLP split over the tensor-parallel group; the plan is refused here when it does not fit.
   ModelConfig model_cfg = mc;
   model_cfg.parallel = mp_ = make_model_parallel(cfg, grid, mc);
-  if (mp_ && (!cfg.get_string("checkpoint.dir").empty() || !cfg.get_string("checkpoint.resume").empty() ||
-              !cfg.get_string("model.init").empty()))
-    throw ConfigError("[checkpoint] / [model] init: not supported yet with sharded tables or tensor parallelism");
+  // Checkpoints of a model-parallel run hold full tensors; row-wise Adagrad's accumulator of a
+  // column-sharded table is one per column shard (TorchRec), which no full tensor represents.
+  const bool checkpointing = !cfg.get_string("checkpoint.dir").empty() || !cfg.get_string("checkpoint.resume").empty();
+  if (mp_ && checkpointing && mp_->plan() && cfg.get_string("optimizer.sparse") != "sgd")
+    for (size_t t = 0; t < mp_->plan()->placement.size(); ++t)
+      if (mp_->plan()->placement[t].kind == ShardingKind::kColumn)
+        throw ConfigError("[checkpoint]: table " + std::to_string(t) + " is column-sharded and [optimizer] sparse = " +
+                          cfg.get_string("optimizer.sparse") +
+                          " keeps one row accumulator per column shard, which a checkpoint of full tensors cannot "
+                          "hold; shard it by table or row, or use sparse = sgd");
   if (model_cfg.device.is_cuda() && dp_size_ > 1)
     throw ConfigError("train.device=cuda: data parallelism over MPI runs on the CPU only so far");
   nvtx::set_enabled(cfg.get_bool("profiling.nvtx"));
   model_ = make_model(model_cfg);
   params_ = model_->parameters();
   const std::string& init = cfg.get_string("model.init");
-  if (!init.empty()) load_parameters(init, params_);  // copies into device parameters as needed
+  if (!init.empty() && mp_)  // full tensors: each rank takes its block
+    load_blocks_from_full(params_, read_tensors(init), {}, nullptr, init);
+  else if (!init.empty())
+    load_parameters(init, params_);  // copies into device parameters as needed
 
   OptimizerHyperparams hp = hyperparams_from(cfg);
   // Parameters on a GPU take the fused kernels (same algorithms and state names as the CPU ones).
@@ -364,7 +394,14 @@ TrainSummary Trainer::run() {
       if (dir.empty()) log_info("no complete checkpoint under ", ckpt_root, ": starting from step 0");
     }
     if (!dir.empty()) {
-      TrainerState ts = load_checkpoint(dir, params_, optimizer_->state());
+      TrainerState ts;
+      if (mp_) {  // full tensors: each rank takes its block, whatever sharding wrote them
+        std::map<std::string, Tensor> full_params, full_state;
+        ts = read_checkpoint(dir, &full_params, &full_state);
+        load_blocks_from_full(params_, full_params, optimizer_->state(), &full_state, dir);
+      } else {
+        ts = load_checkpoint(dir, params_, optimizer_->state());
+      }
       step_ = ts.step;
       if (ts.global_batch != batch_size_)
         throw ConfigError("[train] batch_size = " + std::to_string(batch_size_) + ", but " + dir +
@@ -415,6 +452,8 @@ TrainSummary Trainer::run() {
     return r;
   };
 
+  const std::vector<ModelParallel::StateKind> state_kinds =
+      mp_ ? optimizer_state_kinds(cfg_) : std::vector<ModelParallel::StateKind>{};
   auto checkpoint = [&]() {
     CheckpointContents c;
     c.params = &params_;
@@ -427,6 +466,24 @@ TrainSummary Trainer::run() {
     c.trainer.last_loss = summary.last_loss;
     c.config_dump = cfg_.dump();
     ScopedPhase p(t.timers, t.checkpoint);
+    // Model parallelism: every rank takes part in gathering the full weights and state (collectives).
+    std::map<std::string, Tensor> full_params, full_state;
+    std::vector<Parameter> full;
+    ParameterList full_list;
+    if (mp_) {
+      full_params = mp_->gather_full_parameters(params_);
+      full_state = mp_->gather_full_state(params_, optimizer_->state(), state_kinds);
+      full.resize(full_params.size());
+      size_t i = 0;
+      for (auto& [name, value] : full_params) {
+        full[i].name = name;
+        full[i].value = value;
+        full_list.push_back(&full[i++]);
+      }
+      c.params = &full_list;
+      c.optimizer_state.clear();
+      for (auto& [name, value] : full_state) c.optimizer_state.emplace_back(name, &value);
+    }
     // Replicated weights and optimizer state are the same on every rank: rank 0 writes them.
     if (!lead) return;
     std::string dir = save_checkpoint(ckpt_root, c, ckpt_keep);
