@@ -2,6 +2,8 @@
 // so the files depend only on the spec. Zipf draws use Vose alias tables (O(1) per draw).
 #include "dataloader/synth.h"
 
+#include <random>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -308,6 +310,26 @@ SynthResult synth_write(const SynthSpec& spec, const std::string& train_path, co
   res.rows_train = spec.rows_train;
   res.rows_test = spec.rows_test;
   return res;
+}
+
+Batch random_batch(int64_t batch, int64_t num_dense, const std::vector<int64_t>& table_sizes, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  Batch b;
+  b.labels = Tensor::empty({batch}, DType::kF32);
+  b.dense = Tensor::empty({batch, num_dense}, DType::kF32);
+  std::uniform_real_distribution<float> dense(0.0f, 5.0f);  // the range of log(1 + count)
+  for (int64_t i = 0; i < batch; ++i) b.labels.data<float>()[i] = static_cast<float>(rng() & 1u);
+  for (int64_t i = 0; i < batch * num_dense; ++i) b.dense.data<float>()[i] = dense(rng);
+  for (int64_t rows : table_sizes) {
+    Tensor idx = Tensor::empty({batch}, DType::kI64);
+    Tensor off = Tensor::empty({batch + 1}, DType::kI64);
+    std::uniform_int_distribution<int64_t> pick(0, rows - 1);
+    for (int64_t i = 0; i < batch; ++i) idx.data<int64_t>()[i] = pick(rng);
+    for (int64_t i = 0; i <= batch; ++i) off.data<int64_t>()[i] = i;
+    b.indices.push_back(idx);
+    b.offsets.push_back(off);
+  }
+  return b;
 }
 
 }  // namespace rf::data

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "dataloader/batch.h"
+
 namespace rf::data {
 
 struct SynthSpec {
@@ -50,5 +52,9 @@ SynthResult synth_write(const SynthSpec& spec, const std::string& train_path, co
 // one half (rank-based: average ranks over tied scores). labels are 0/1. Returns NaN when there are no
 // positives or no negatives.
 double exact_auc(const std::vector<double>& scores, const std::vector<uint8_t>& labels);
+
+// A random in-memory batch for benchmarks, which time the step and not the data: labels 0/1, dense
+// values in [0, 5) (the range of log(1 + count)), one uniform row per table per sample.
+Batch random_batch(int64_t batch, int64_t num_dense, const std::vector<int64_t>& table_sizes, uint64_t seed);
 
 }  // namespace rf::data

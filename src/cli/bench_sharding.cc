@@ -11,6 +11,7 @@
 #include "kernels/threads.h"
 #include "parallel/mpi_communicator.h"
 #include "parallel/process_group.h"
+#include "dataloader/synth.h"
 #include "src/cli/commands.h"
 #include "src/config/config.h"
 #include "src/core/error.h"
@@ -22,22 +23,6 @@ namespace rf::cli {
 
 namespace {
 
-data::Batch sharding_batch(int64_t batch, int64_t num_dense, const std::vector<int64_t>& sizes, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  data::Batch b;
-  b.labels = Tensor::empty({batch}, DType::kF32);
-  b.dense = Tensor::empty({batch, num_dense}, DType::kF32);
-  for (int64_t i = 0; i < batch; ++i) b.labels.data<float>()[i] = static_cast<float>(rng() & 1u);
-  for (int64_t i = 0; i < batch * num_dense; ++i) b.dense.data<float>()[i] = static_cast<float>(rng() % 500) / 100.0f;
-  for (int64_t rows : sizes) {
-    Tensor idx = Tensor::empty({batch}, DType::kI64), off = Tensor::empty({batch + 1}, DType::kI64);
-    for (int64_t i = 0; i < batch; ++i) idx.data<int64_t>()[i] = static_cast<int64_t>(rng() % static_cast<uint64_t>(rows));
-    for (int64_t i = 0; i <= batch; ++i) off.data<int64_t>()[i] = i;
-    b.indices.push_back(idx);
-    b.offsets.push_back(off);
-  }
-  return b;
-}
 
 struct ModeResult {
   double step_ms = 0, a2a_ms = 0, a2a_kib = 0;
@@ -62,7 +47,7 @@ int run_bench_sharding(const Config& cfg) {
     {
       Trainer trainer(c, mc);
       std::vector<data::Batch> batches;
-      for (uint64_t s = 0; s < 4; ++s) batches.push_back(sharding_batch(batch, kNumDense, mc.table_sizes, 31 + s));
+      for (uint64_t s = 0; s < 4; ++s) batches.push_back(data::random_batch(batch, kNumDense, mc.table_sizes, 31 + s));
       for (int64_t i = 0; i < warmup; ++i) trainer.train_step(batches[static_cast<size_t>(i) % batches.size()]);
       AllToAllStats before = trainer.model_parallel() ? trainer.model_parallel()->a2a : AllToAllStats{};
       std::vector<double> ms;

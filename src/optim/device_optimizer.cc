@@ -14,33 +14,6 @@ namespace rf {
 #if RECFORGE_WITH_CUDA
 namespace {
 
-// OptimizerState's naming ("kind/param", sorted) with tensors on the parameter's device. Initial
-// values are written on the host and copied, so they equal the CPU optimizers' bit for bit.
-class DeviceState {
- public:
-  Tensor& get(const std::string& kind, const Parameter& p, const Shape& shape, float init) {
-    const std::string key = kind + "/" + p.name;
-    auto it = tensors_.find(key);
-    if (it != tensors_.end()) {
-      RF_CHECK(it->second.shape() == shape, "optimizer state '", key, "' is ", shape_str(it->second.shape()),
-               ", parameter needs ", shape_str(shape));
-      return it->second;
-    }
-    Tensor host = Tensor::empty(shape, DType::kF32);
-    float* h = host.data<float>();
-    for (int64_t i = 0; i < host.numel(); ++i) h[i] = init;
-    return tensors_.emplace(key, host.to(p.value.device())).first->second;
-  }
-  std::vector<std::pair<std::string, Tensor*>> named() {
-    std::vector<std::pair<std::string, Tensor*>> out;
-    for (auto& [k, t] : tensors_) out.emplace_back(k, &t);
-    return out;
-  }
-
- private:
-  std::map<std::string, Tensor> tensors_;
-};
-
 void check_device_param(const Parameter& p, const char* op) {
   RF_CHECK(p.value.device().is_cuda(), op, ": parameter '", p.name, "' is on ", p.value.device().str(),
            "; the device optimizers take CUDA parameters");
@@ -131,7 +104,7 @@ class DeviceDense : public Optimizer {
 
   DenseKind kind_;
   OptimizerHyperparams hp_;
-  DeviceState state_;
+  OptimizerState state_;
 };
 
 class DeviceSparse : public Optimizer {
@@ -168,7 +141,7 @@ class DeviceSparse : public Optimizer {
   }
   bool adagrad_;
   OptimizerHyperparams hp_;
-  DeviceState state_;
+  OptimizerState state_;
 };
 
 }  // namespace

@@ -64,10 +64,12 @@ Tensor& OptimizerState::get(const std::string& kind, const Parameter& p, const S
              ", parameter needs ", shape_str(shape));
     return it->second;
   }
+  // Initial values are written on the host and copied to the parameter's device, so device state
+  // starts equal to the CPU optimizers' bit for bit.
   Tensor t = Tensor::empty(shape, DType::kF32);
   float* d = t.data<float>();
   for (int64_t i = 0; i < t.numel(); ++i) d[i] = init;
-  return tensors_.emplace(key, std::move(t)).first->second;
+  return tensors_.emplace(key, p.value.device().is_cpu() ? std::move(t) : t.to(p.value.device())).first->second;
 }
 
 std::vector<std::pair<std::string, Tensor*>> OptimizerState::named() {

@@ -51,7 +51,8 @@ class Optimizer {
   virtual std::vector<std::pair<std::string, Tensor*>> state() = 0;
 };
 
-// Keeps one fp32 state tensor per (kind, parameter) pair, in a stable order for checkpoints.
+// Keeps one fp32 state tensor per (kind, parameter) pair, on the parameter's device, in a stable
+// order for checkpoints.
 class OptimizerState {
  public:
   Tensor& get(const std::string& kind, const Parameter& p, const Shape& shape, float init);

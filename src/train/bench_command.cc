@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <random>
 
+#include "dataloader/synth.h"
 #include "kernels/threads.h"
 #include "parallel/process_group.h"
 #include "profiling/step_timer.h"
@@ -16,26 +17,6 @@
 namespace rf::cli {
 
 namespace {
-
-data::Batch generated_batch(int64_t batch, int64_t num_dense, const std::vector<int64_t>& table_sizes, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  data::Batch b;
-  b.labels = Tensor::empty({batch}, DType::kF32);
-  b.dense = Tensor::empty({batch, num_dense}, DType::kF32);
-  std::uniform_real_distribution<float> dense(0.0f, 5.0f);  // the range of log(1 + count)
-  for (int64_t i = 0; i < batch; ++i) b.labels.data<float>()[i] = static_cast<float>(rng() & 1u);
-  for (int64_t i = 0; i < batch * num_dense; ++i) b.dense.data<float>()[i] = dense(rng);
-  for (int64_t rows : table_sizes) {
-    Tensor idx = Tensor::empty({batch}, DType::kI64);
-    Tensor off = Tensor::empty({batch + 1}, DType::kI64);
-    std::uniform_int_distribution<int64_t> pick(0, rows - 1);
-    for (int64_t i = 0; i < batch; ++i) idx.data<int64_t>()[i] = pick(rng);
-    for (int64_t i = 0; i <= batch; ++i) off.data<int64_t>()[i] = i;
-    b.indices.push_back(idx);
-    b.offsets.push_back(off);
-  }
-  return b;
-}
 
 // The step's queued kernels finished (a GPU step returns before its optimizer kernels have run).
 void wait_for(const Trainer& trainer) {
@@ -53,7 +34,7 @@ double median_step_ms(const Config& cfg, bool overlap) {
   const int64_t kNumDense = 13;
   ModelConfig mc = model_config_from(c, kNumDense, sizes);
   Trainer trainer(c, mc);
-  data::Batch batch = generated_batch(c.get_int("train.batch_size"), kNumDense, mc.table_sizes, 5);
+  data::Batch batch = data::random_batch(c.get_int("train.batch_size"), kNumDense, mc.table_sizes, 5);
   for (int64_t i = 0; i < c.get_int("bench.warmup"); ++i) trainer.train_step(batch);
   std::vector<double> ms;
   for (int64_t i = 0; i < c.get_int("bench.steps"); ++i) {
@@ -95,7 +76,7 @@ int run_bench(const Config& cfg) {
   // A few distinct batches so that the same rows are not hit every step.
   std::vector<data::Batch> batches;
   for (uint64_t s = 0; s < 4; ++s)
-    batches.push_back(data::batch_to(generated_batch(batch, kNumDense, mc.table_sizes, 17 + s), trainer.device()));
+    batches.push_back(data::batch_to(data::random_batch(batch, kNumDense, mc.table_sizes, 17 + s), trainer.device()));
 
   for (int64_t i = 0; i < warmup; ++i) trainer.train_step(batches[static_cast<size_t>(i) % batches.size()]);
   wait_for(trainer);
