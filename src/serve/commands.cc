@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "src/checkpoint/checkpoint.h"
 #include "src/cli/commands.h"
 #include "src/core/error.h"
 #include "src/core/log.h"
@@ -19,13 +20,21 @@
 namespace rf::cli {
 namespace {
 
-// export.checkpoint: a params .h5 file, or a directory holding params.h5 (a training out_dir today, a
-// checkpoint directory later); empty = train.out_dir.
+// export.checkpoint: a params .h5 file, a checkpoint directory (verified, then its model.h5), or a
+// directory holding params.h5 (a training out_dir); empty = train.out_dir.
 std::string params_path_from(const Config& cfg) {
   std::string p = cfg.get_string("export.checkpoint");
   if (p.empty()) p = cfg.get_string("train.out_dir");
   std::error_code ec;
-  if (std::filesystem::is_directory(p, ec)) p = (std::filesystem::path(p) / "params.h5").string();
+  if (std::filesystem::is_directory(p, ec)) {
+    std::filesystem::path dir(p);
+    if (std::filesystem::exists(dir / "manifest.txt")) {  // a checkpoint: verified, then its full weights
+      verify_checkpoint(dir.string());
+      p = (dir / "model.h5").string();
+    } else {
+      p = (dir / "params.h5").string();
+    }
+  }
   if (!std::filesystem::exists(p, ec))
     throw DataError("[export] checkpoint: '" + p + "' not found (give a params .h5 file or a directory holding params.h5)");
   return p;

@@ -544,7 +544,14 @@ TrainSummary Trainer::run() {
     ParameterList l;
     for (Parameter& p : full) l.push_back(&p);
     save_parameters(out_dir + "/params.h5", l);
-    log_warn("model parallelism: the serving export is not written yet (params.h5 holds the gathered tables)");
+    // The export needs the unsharded model: rank 0 builds one from the gathered tensors (so it must
+    // hold the full tables while it writes them, as the export file itself does).
+    ModelConfig unsharded = model_->config();
+    unsharded.parallel = nullptr;
+    unsharded.device = Device::cpu();
+    std::unique_ptr<Model> whole = make_model(unsharded);
+    load_parameters(out_dir + "/params.h5", whole->parameters());
+    serve::write_export(out_dir + "/model.h5", *whole, schema, serve::Quantize::kNone);
   } else if (lead) {
     save_parameters(out_dir + "/params.h5", params_);
     // The serving export (docs/export_format.md), written at the end of every run.

@@ -50,6 +50,14 @@ TEST(ModelParallelCli, TablesBeyondOneRanksBudgetAreRefusedOnOneRankAndTrainOnTw
     const Tensor& table = params.at("embeddings." + std::to_string(t) + ".weight");
     EXPECT_EQ(table.shape(), (Shape{40000, 16})) << t;
   }
+  // The serving export holds the gathered tables and scores the test rows as the sharded run did.
+  std::string auc_line = r.output.substr(r.output.rfind("test auc=") + 9, 7);
+  fs::path d = data_dir();
+  test::CommandResult p = test::run_command(std::string(RECFORGE_BIN) + " predict --predict.model=" +
+                                            (dir / "model.h5").string() + " --predict.input=" +
+                                            (d / "test.tsv").string() + " --predict.out=" + (dir / "scores.txt").string());
+  ASSERT_EQ(p.exit_code, 0) << p.output;
+  EXPECT_NE(p.output.find("auc=" + auc_line), std::string::npos) << p.output << " vs test auc=" << auc_line;
 }
 
 TEST(ModelParallelCli, DataTimesTensorParallelGridFollowsOneRank) {

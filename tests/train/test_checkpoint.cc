@@ -79,6 +79,13 @@ TEST(Checkpoint, ResumeIsBitExact) {
   // keep = 3: only the newest three checkpoints remain.
   EXPECT_FALSE(fs::exists(split / "ckpt" / "step-12"));
   EXPECT_TRUE(fs::exists(split / "ckpt" / "step-48"));
+
+  // A checkpoint directory exports for serving like a training out_dir does.
+  fs::path exported = split / "from_ckpt.h5";
+  r = test::run_command(std::string(RECFORGE_BIN) + " export " + common_args(split) + " --export.checkpoint=" +
+                        (split / "ckpt" / "step-48").string() + " --export.out=" + exported.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(exported));
 }
 
 TEST(Checkpoint, InterruptedWriteNeverLoads) {
