@@ -95,6 +95,7 @@ const std::vector<ConfigKey> kSchema = {
   {"predict.model",                 string_key(),                      "",                "predict: the HDF5 export to score with"},
   {"predict.input",                 string_key(),                      "",                "predict: TSV rows (plain or gzip), with or without the label column"},
   {"predict.out",                   string_key(),                      "",                "predict: output file, one probability per input row, in order"},
+  {"predict.device",                choice_key("auto|cpu|cuda"),       "auto",            "predict: where to score (auto: the GPU when one is present)"},
   {"predict.batch_size",            int_key(1),                        "4096",            "predict: rows scored per forward pass"},
   // ---- [profiling] ----
   {"profiling.nvtx",                bool_key(),                        "false",           "emit NVTX ranges for Nsight Systems"},

@@ -8,6 +8,7 @@
 
 #include "src/checkpoint/checkpoint.h"
 #include "src/cli/commands.h"
+#include "src/core/allocator.h"
 #include "src/core/error.h"
 #include "src/core/log.h"
 #include "src/io/tensor_file.h"
@@ -111,7 +112,11 @@ int run_predict(const Config& cfg) {
   if (out.empty()) throw ConfigError("[predict] out: no output file given (--predict.out=scores.txt)");
   if (!std::filesystem::exists(input)) throw DataError("[predict] input: file '" + input + "' not found");
 
-  serve::Predictor predictor(model_path);
+  // predict.device: auto scores on the GPU when one is present, else on the CPU.
+  const std::string& dev_name = cfg.get_string("predict.device");
+  Device device = Device::cpu();
+  if (dev_name == "cuda" || (dev_name == "auto" && cuda_available())) device = Device::cuda(0);
+  serve::Predictor predictor(model_path, device);
   std::vector<float> labels;
   std::vector<float> scores = predictor.predict_file(input, cfg.get_int("predict.batch_size"), &labels);
 

@@ -284,7 +284,7 @@ void read_table(const H5Reader& r, const std::string& storage, int64_t t, Tensor
 
 }  // namespace
 
-LoadedExport load_export(const std::string& path) {
+LoadedExport load_export(const std::string& path, Device device) {
   H5Reader r(path);
   LoadedExport out;
   out.path = path;
@@ -347,6 +347,17 @@ LoadedExport load_export(const std::string& path) {
       throw DataError(path + ": dataset '" + name + "': expected shape " + shape_text(p->value.shape()) + ", got " +
                       shape_text(inf.shape) + " (from the model hyper-parameters)");
     p->value.copy_from(r.read_f32(name));
+  }
+  if (device.is_cuda()) {
+    // The file is read into host parameters; a GPU predictor gets the same model built on the device
+    // and the weights copied over.
+    ModelConfig on_device = c;
+    on_device.device = device;
+    std::unique_ptr<Model> gpu = make_model(on_device);
+    ParameterList host = out.model->parameters(), dev = gpu->parameters();
+    for (size_t i = 0; i < host.size(); ++i) dev[i]->value.copy_from(host[i]->value);
+    out.model = std::move(gpu);
+    out.config = on_device;
   }
   return out;
 }

@@ -41,7 +41,7 @@ Tensor round_trip(const Tensor& table, Quantize q);
 void write_export(const std::string& path, Model& model, const data::ColumnSchema& schema, Quantize q);
 
 // A validated export, its model built with make_model and loaded with the stored weights (quantised
-// tables dequantised to fp32), ready to run forward on the CPU.
+// tables dequantised to fp32), ready to run forward on `device` (the CPU or a GPU).
 struct LoadedExport {
   std::string path;
   ModelConfig config;
@@ -51,6 +51,6 @@ struct LoadedExport {
 };
 // Checks format, schema_version, every required attribute and dataset and their shapes against the
 // hyper-parameters; DataError naming the file and the object on any mismatch.
-LoadedExport load_export(const std::string& path);
+LoadedExport load_export(const std::string& path, Device device = Device::cpu());
 
 }  // namespace rf::serve

@@ -36,7 +36,7 @@ int first_line_fields(const std::string& path) {
 
 }  // namespace
 
-Predictor::Predictor(const std::string& export_path) : export_(load_export(export_path)) {}
+Predictor::Predictor(const std::string& export_path, Device device) : export_(load_export(export_path, device)) {}
 
 data::ColumnSchema Predictor::schema_without_label() const {
   data::ColumnSchema s = export_.schema;
@@ -51,13 +51,16 @@ std::vector<float> Predictor::predict(const data::Batch& batch, std::vector<floa
   std::vector<float> probs(static_cast<size_t>(n));
   if (logits_out) logits_out->resize(static_cast<size_t>(n));
   if (n == 0) return probs;
+  const Device device = export_.config.device;
+  const data::Batch on_device = data::batch_to(batch, device);
   ModelInput in;
-  in.dense = batch.dense;
-  in.indices = batch.indices;
-  in.offsets = batch.offsets;
-  Tensor logits = Tensor::empty({n}, DType::kF32);
+  in.dense = on_device.dense;
+  in.indices = on_device.indices;
+  in.offsets = on_device.offsets;
+  Tensor logits = Tensor::empty({n}, DType::kF32, device);
   export_.model->forward(in, logits);
-  const float* l = logits.data<float>();
+  const std::vector<float> host_logits = logits.to_vector<float>();
+  const float* l = host_logits.data();
   for (int64_t i = 0; i < n; ++i) {
     probs[static_cast<size_t>(i)] = static_cast<float>(1.0 / (1.0 + std::exp(-static_cast<double>(l[i]))));
     if (logits_out) (*logits_out)[static_cast<size_t>(i)] = l[i];

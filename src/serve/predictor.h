@@ -14,7 +14,8 @@ namespace rf::serve {
 
 class Predictor {
  public:
-  explicit Predictor(const std::string& export_path);  // DataError on a bad export
+  // DataError on a bad export. `device`: where the model runs (a GPU when one is given).
+  explicit Predictor(const std::string& export_path, Device device = Device::cpu());
 
   // Click probabilities sigmoid(logit) for one parsed batch, in row order.
   std::vector<float> predict(const data::Batch& batch, std::vector<float>* logits = nullptr);

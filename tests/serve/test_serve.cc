@@ -3,6 +3,8 @@
 // within their bound; a bad export or bad rows fail with the file and the object named.
 #include <gtest/gtest.h>
 
+#include "src/core/allocator.h"
+
 #include <hdf5.h>
 
 #include <cmath>
@@ -65,6 +67,26 @@ void check_matches_trainer(const std::vector<std::string>& extra, const std::str
 }
 
 TEST(Serve, DlrmPredictorMatchesTrainer) { check_matches_trainer({}, "dlrm"); }
+
+// The same export scored on a GPU gives the CPU predictor's probabilities.
+TEST(Serve, GpuPredictorMatchesCpuPredictor) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device found (cudaGetDeviceCount reports 0 or fails)";
+  for (const auto& [name, extra] : std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"gpu_dlrm", {}}, {"gpu_dcnv2", {"--model.type=dcnv2", "--model.cross_rank=4"}}}) {
+    Config cfg = config(extra);
+    Trainer trainer(cfg);
+    const std::string path = (work_dir() / (name + ".h5")).string();
+    write_export(path, trainer.model(), schema_from(cfg), Quantize::kNone);
+    Predictor cpu(path), gpu(path, Device::cuda(0));
+    std::vector<float> a = cpu.predict_file((work_dir() / "test.tsv").string(), 500);
+    std::vector<float> b = gpu.predict_file((work_dir() / "test.tsv").string(), 500);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t i = 0; i < a.size(); ++i)
+      // fp32 on both, TF32 off; cuBLAS and OpenBLAS sum the GEMMs in different orders (~1e-7 relative
+      // per layer), and a probability near 0.5 is insensitive to that: 1e-5 relative bounds it.
+      ASSERT_NEAR(b[i], a[i], 1e-5 * std::abs(a[i]) + 1e-7) << name << " row " << i;
+  }
+}
 TEST(Serve, Dcnv2LowRankPredictorMatchesTrainer) {
   check_matches_trainer({"--model.type=dcnv2", "--model.cross_layers=2", "--model.cross_rank=3"}, "dcnv2");
 }
