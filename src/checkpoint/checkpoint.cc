@@ -125,13 +125,16 @@ std::string save_checkpoint(const std::string& root, const CheckpointContents& c
   char loss[64];
   std::snprintf(loss, sizeof loss, "%a", c.trainer.last_loss);  // hex float: exact round trip
   ts << "last_loss = " << loss << "\n";
+  std::snprintf(loss, sizeof loss, "%a", static_cast<double>(c.trainer.loss_scale));
+  ts << "loss_scale = " << loss << "\nloss_scale_good_steps = " << c.trainer.loss_scale_good_steps
+     << "\nloss_scale_skipped = " << c.trainer.loss_scale_skipped << "\n";
   write_text(tmp / "trainer_state.txt", ts.str());
   write_text(tmp / "config.ini", c.config_dump);
   maybe_fault("config.ini", c.trainer.step);
 
   std::ostringstream manifest;
   manifest << "format = recforge-checkpoint\nversion = " << kCheckpointFormatVersion << "\nworld_size = " << c.world_size
-           << "\nstep = " << c.trainer.step << "\n";
+           << "\nstep = " << c.trainer.step << "\nsharding = " << c.trainer.sharding << "\n";
   for (const char* f : kFiles) {
     fsync_path(tmp / f);
     uint64_t bytes = 0;
@@ -234,6 +237,10 @@ static TrainerState read_trainer_state(const fs::path& d) {
     ts.world_size = std::stoi(read_key_values(d / "manifest.txt").at("world_size"));
     ts.model_seed = std::stoull(kv.at("model_seed"));
     ts.last_loss = std::strtod(kv.at("last_loss").c_str(), nullptr);
+    ts.loss_scale = static_cast<float>(std::strtod(kv.at("loss_scale").c_str(), nullptr));
+    ts.loss_scale_good_steps = std::stoi(kv.at("loss_scale_good_steps"));
+    ts.loss_scale_skipped = std::stoll(kv.at("loss_scale_skipped"));
+    ts.sharding = read_key_values(d / "manifest.txt").at("sharding");
   } catch (const std::exception&) {
     throw DataError((d / "trainer_state.txt").string() + ": missing or malformed field");
   }

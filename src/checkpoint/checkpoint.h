@@ -26,6 +26,11 @@ struct TrainerState {
   int world_size = 1;           // ranks of the run that wrote the checkpoint (from the manifest)
   uint64_t model_seed = 0;     // for the record: the run's initialisation seed
   double last_loss = 0;
+  // fp16 dynamic loss scaling (kernels/loss_scaler.h); scale 0 = no scaler in the run.
+  float loss_scale = 0;
+  int loss_scale_good_steps = 0;
+  int64_t loss_scale_skipped = 0;
+  std::string sharding = "replicated";  // the embedding/tensor sharding the run used, for the record
 };
 
 struct CheckpointContents {

@@ -403,6 +403,8 @@ TrainSummary Trainer::run() {
         ts = load_checkpoint(dir, params_, optimizer_->state());
       }
       step_ = ts.step;
+      if (timing_->scaler && ts.loss_scale > 0)
+        timing_->scaler->restore(ts.loss_scale, ts.loss_scale_good_steps, ts.loss_scale_skipped);
       if (ts.global_batch != batch_size_)
         throw ConfigError("[train] batch_size = " + std::to_string(batch_size_) + ", but " + dir +
                           " was written with batch_size = " + std::to_string(ts.global_batch) +
@@ -464,6 +466,14 @@ TrainSummary Trainer::run() {
     c.world_size = dp_size_;
     c.trainer.model_seed = model_->config().seed;
     c.trainer.last_loss = summary.last_loss;
+    if (const DynamicLossScaler* s = timing_->scaler.get()) {
+      c.trainer.loss_scale = s->scale();
+      c.trainer.loss_scale_good_steps = s->good_steps_in_a_row();
+      c.trainer.loss_scale_skipped = s->skipped_steps();
+    }
+    c.trainer.sharding = mp_ ? "embedding_sharding=" + cfg_.get_string("parallel.embedding_sharding") +
+                                   " tensor_parallel=" + std::to_string(cfg_.get_int("parallel.tensor_parallel"))
+                             : std::string("replicated");
     c.config_dump = cfg_.dump();
     ScopedPhase p(t.timers, t.checkpoint);
     // Model parallelism: every rank takes part in gathering the full weights and state (collectives).

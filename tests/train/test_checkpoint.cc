@@ -88,6 +88,44 @@ TEST(Checkpoint, ResumeIsBitExact) {
   EXPECT_TRUE(fs::exists(exported));
 }
 
+TEST(Checkpoint, TrainerStateRoundTripsExactly) {
+  Parameter w;
+  w.name = "w";
+  w.value = Tensor::from_vector<float>({1.5f, -2.25f}, {2});
+  ParameterList params = {&w};
+  Tensor acc = Tensor::from_vector<float>({0.125f, 3.0f}, {2});
+  CheckpointContents c;
+  c.params = &params;
+  c.optimizer_state = {{"dense.sum/w", &acc}};
+  c.trainer.step = 7;
+  c.trainer.loader_position = "epoch 1 batch 3 rows 768";
+  c.trainer.global_batch = 256;
+  c.trainer.last_loss = 0.1234567890123;
+  c.trainer.loss_scale = 32768.0f;  // fp16 loss scaler: resumes its scale and growth counter exactly
+  c.trainer.loss_scale_good_steps = 1234;
+  c.trainer.loss_scale_skipped = 5;
+  c.trainer.sharding = "embedding_sharding=row tensor_parallel=2";
+  c.world_size = 4;
+  c.config_dump = "[train]\nbatch_size = 256\n";
+  fs::path root = data_dir() / "state";
+  std::string dir = save_checkpoint(root.string(), c, 3);
+
+  w.value.fill_zero();
+  acc.fill_zero();
+  TrainerState ts = load_checkpoint(dir, params, c.optimizer_state);
+  EXPECT_EQ(w.value.to_vector<float>(), (std::vector<float>{1.5f, -2.25f}));
+  EXPECT_EQ(acc.to_vector<float>(), (std::vector<float>{0.125f, 3.0f}));
+  EXPECT_EQ(ts.step, 7);
+  EXPECT_EQ(ts.loader_position, "epoch 1 batch 3 rows 768");
+  EXPECT_EQ(ts.global_batch, 256);
+  EXPECT_EQ(ts.world_size, 4);
+  EXPECT_EQ(ts.last_loss, 0.1234567890123);
+  EXPECT_EQ(ts.loss_scale, 32768.0f);
+  EXPECT_EQ(ts.loss_scale_good_steps, 1234);
+  EXPECT_EQ(ts.loss_scale_skipped, 5);
+  EXPECT_EQ(ts.sharding, "embedding_sharding=row tensor_parallel=2");
+}
+
 TEST(Checkpoint, InterruptedWriteNeverLoads) {
   fs::path run = data_dir() / "killed";
   // Killed while writing the step-24 checkpoint, after its model file and before its manifest.
