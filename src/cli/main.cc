@@ -108,14 +108,6 @@ int run(int argc, char** argv) {
 }  // namespace
 }  // namespace rf::cli
 
-#if defined(__SANITIZE_ADDRESS__)
-// LeakSanitizer is off for the recforge binary alone: Open MPI's start-up (singleton or under mpirun)
-// keeps allocations from components it dlopens and later unloads, which LSan can neither free nor
-// attribute to a library to suppress. AddressSanitizer's checks stay on, and recforge's own code is
-// leak-checked by the in-process unit tests.
-extern "C" int __lsan_is_turned_off() { return 1; }
-#endif
-
 namespace {
 // True inside an mpirun/srun job of several ranks (MPI is initialised lazily by the commands that
 // need it, so --help and bad configs never start it).
