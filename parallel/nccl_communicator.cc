@@ -22,6 +22,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "src/core/cuda_device_guard.h"
 #include "src/core/precision.h"
 #endif
 
@@ -51,15 +52,6 @@ ncclRedOp_t nccl_op(ReduceOp op) {
   }
   return ncclSum;
 }
-
-struct DeviceGuard {
-  int previous = 0;
-  explicit DeviceGuard(int device) {
-    RF_CHECK_CUDA(cudaGetDevice(&previous));
-    if (previous != device) RF_CHECK_CUDA(cudaSetDevice(device));
-  }
-  ~DeviceGuard() { cudaSetDevice(previous); }
-};
 
 class NcclCommunicator;
 
@@ -93,7 +85,7 @@ class NcclCommunicator final : public Communicator {
     timeout_s_ = options.timeout_s;
     if (const char* env = std::getenv("RECFORGE_NCCL_TIMEOUT_S")) timeout_s_ = std::atof(env);
     compute_ = options.compute_stream ? static_cast<cudaStream_t>(options.compute_stream) : cudaStreamLegacy;
-    DeviceGuard guard(device_);
+    CudaDeviceGuard guard(device_);
     ncclUniqueId id;
     if (rank_ == 0) RF_CHECK_NCCL(ncclGetUniqueId(&id));
     RF_CHECK_MPI(MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, bootstrap));
@@ -280,7 +272,7 @@ class NcclCommunicator final : public Communicator {
 
   void order_compute_after(cudaEvent_t done) {
     check_error();
-    DeviceGuard guard(device_);
+    CudaDeviceGuard guard(device_);
     RF_CHECK_CUDA(cudaStreamWaitEvent(compute_, done, 0));
   }
 
@@ -297,7 +289,7 @@ class NcclCommunicator final : public Communicator {
   template <class F>
   cudaEvent_t launch(const char* what, F&& body) {
     check_error();
-    DeviceGuard guard(device_);
+    CudaDeviceGuard guard(device_);
     cudaEvent_t ready, done;
     RF_CHECK_CUDA(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
     RF_CHECK_CUDA(cudaEventRecord(ready, compute_));

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "src/core/allocator.h"
+#include "src/core/cuda_device_guard.h"
 #include "src/core/error.h"
 #include "src/core/tensor.h"
 
@@ -33,17 +34,8 @@ DeviceCache& cache_for(int device) {
   return caches[device];
 }
 
-struct DeviceGuard {
-  int previous = 0;
-  explicit DeviceGuard(int device) {
-    RF_CHECK_CUDA(cudaGetDevice(&previous));
-    if (previous != device) RF_CHECK_CUDA(cudaSetDevice(device));
-  }
-  ~DeviceGuard() { cudaSetDevice(previous); }
-};
-
 void release_cached(DeviceCache& c, int device) {
-  DeviceGuard guard(device);
+  CudaDeviceGuard guard(device);
   for (auto& [size, ptr] : c.free_blocks) {
     cudaFree(ptr);
     c.stats.bytes_cached -= size;
@@ -84,7 +76,7 @@ void* device_allocate(size_t bytes, int device) {
     c.stats.bytes_cached -= size;
     ++c.stats.cache_hits;
   } else {
-    DeviceGuard guard(device);
+    CudaDeviceGuard guard(device);
     cudaError_t err = cudaMalloc(&ptr, size);
     if (err == cudaErrorMemoryAllocation) {
       cudaGetLastError();
@@ -134,12 +126,12 @@ DeviceAllocatorStats device_allocator_stats(int device) {
 }
 
 void device_synchronize(int device) {
-  DeviceGuard guard(device);
+  CudaDeviceGuard guard(device);
   RF_CHECK_CUDA(cudaDeviceSynchronize());
 }
 
 void device_memset_zero(void* ptr, size_t bytes, int device) {
-  DeviceGuard guard(device);
+  CudaDeviceGuard guard(device);
   RF_CHECK_CUDA(cudaMemset(ptr, 0, bytes));
 }
 
