@@ -1,8 +1,8 @@
 // The binary shard format written by `recforge preprocess` and read by the shard reader: one raw file
 // per shard (`part-NNNNN.rfshard`), a versioned header, then fixed-stride records. Raw files rather
-// than HDF5 datasets: a record is found by arithmetic (header_bytes + row * record_bytes), so a shuffled
-// read is a memcpy out of an mmap with no library, chunk cache or per-call dataset lookup in between,
-// and the reader runs at memory speed (see `recforge bench loader`); the format is small enough to
+// than HDF5 datasets: a record is found by arithmetic (header_bytes + row * record_bytes), so reading
+// a shuffle block is one memcpy out of an mmap with no library, chunk cache or per-call dataset lookup
+// in between (figures in docs/loader.md and `recforge bench loader`); the format is small enough to
 // document here and to fuzz.
 //
 // Layout (little-endian):
@@ -63,7 +63,7 @@ static_assert(sizeof(FeatureLayout) == 16);
 struct ShardLayout {
   uint64_t num_rows = 0;
   uint32_t num_dense = 0;
-  uint32_t block_rows = 4096;
+  uint32_t block_rows = 1024;
   bool has_label = true;
   std::vector<FeatureLayout> features;
 

@@ -12,11 +12,84 @@
 #include <cstring>
 #include <filesystem>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "src/core/error.h"
 
 namespace rf::data {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+#if defined(__x86_64__)
+bool have_avx2() {
+  static const bool yes = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return yes;
+}
+
+// Rows [0, t) rounded down to 8 of four adjacent u32 columns at byte `off` of each record, widened
+// into four i64 columns: per 8 rows, eight 16-byte loads, a 4x8 transpose in registers and eight
+// 32-byte stores, where the scalar loop issues 32 loads and 32 stores. Returns the rows done.
+__attribute__((target("avx2"))) int64_t transpose_4x8_avx2(const uint8_t* const* rec, uint32_t off, int64_t t,
+                                                          int64_t* d0, int64_t* d1, int64_t* d2, int64_t* d3) {
+  int64_t j = 0;
+  for (; j + 8 <= t; j += 8) {
+    auto row = [&](int k) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(rec[j + k] + off)); };
+    const __m256i a0 = _mm256_inserti128_si256(_mm256_castsi128_si256(row(0)), row(4), 1);  // rows 0 | 4
+    const __m256i a1 = _mm256_inserti128_si256(_mm256_castsi128_si256(row(1)), row(5), 1);
+    const __m256i a2 = _mm256_inserti128_si256(_mm256_castsi128_si256(row(2)), row(6), 1);
+    const __m256i a3 = _mm256_inserti128_si256(_mm256_castsi128_si256(row(3)), row(7), 1);
+    const __m256i t0 = _mm256_unpacklo_epi32(a0, a1), t1 = _mm256_unpacklo_epi32(a2, a3);
+    const __m256i t2 = _mm256_unpackhi_epi32(a0, a1), t3 = _mm256_unpackhi_epi32(a2, a3);
+    const __m256i c[4] = {_mm256_unpacklo_epi64(t0, t1), _mm256_unpackhi_epi64(t0, t1),
+                          _mm256_unpacklo_epi64(t2, t3), _mm256_unpackhi_epi64(t2, t3)};  // column k: rows 0-3 | 4-7
+    int64_t* d[4] = {d0 + j, d1 + j, d2 + j, d3 + j};
+    for (int k = 0; k < 4; ++k) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d[k]), _mm256_cvtepu32_epi64(_mm256_castsi256_si128(c[k])));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(d[k] + 4), _mm256_cvtepu32_epi64(_mm256_extracti128_si256(c[k], 1)));
+    }
+  }
+  return j;
+}
+#endif
+
+// memcpy for the few dozen bytes of a record's dense values: two fixed-size moves that overlap in the
+// middle for 16..64 bytes (no call into the library's size dispatch per row).
+inline void copy_small(void* dst, const void* src, size_t n) {
+  auto* d = static_cast<uint8_t*>(dst);
+  const auto* s = static_cast<const uint8_t*>(src);
+  if (n >= 32 && n <= 64) {
+    uint8_t a[32], b[32];
+    std::memcpy(a, s, 32);
+    std::memcpy(b, s + n - 32, 32);
+    std::memcpy(d, a, 32);
+    std::memcpy(d + n - 32, b, 32);
+  } else if (n >= 16 && n < 32) {
+    uint8_t a[16], b[16];
+    std::memcpy(a, s, 16);
+    std::memcpy(b, s + n - 16, 16);
+    std::memcpy(d, a, 16);
+    std::memcpy(d + n - 16, b, 16);
+  } else {
+    std::memcpy(d, s, n);
+  }
+}
+
+// ShardDataset::decode's per-thread scratch: the batch's records, and per batch position its record
+// in `staging` and its shard.
+struct DecodeScratch {
+  std::vector<uint8_t> staging;
+  std::vector<const uint8_t*> recs;
+  std::vector<int32_t> shard_of;
+};
+
+}  // namespace
 
 ShardFile::ShardFile(const std::string& path) : path_(path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -148,6 +221,18 @@ ShardDataset::ShardDataset(const std::string& path, const ColumnSchema* schema) 
     shards_.push_back(std::move(s));
   }
   block_rows_ = layout_.block_rows;
+  for (const auto& sh : shards_) max_record_bytes_ = std::max<uint64_t>(max_record_bytes_, sh->record_bytes());
+  // quad_[f]: features f..f+3 are categorical and consecutive in the record (decode copies them together).
+  quad_.assign(layout_.features.size(), false);
+  const std::vector<uint32_t>& fo0 = feature_offsets_[0];
+  for (size_t f = 0; f + 4 <= layout_.features.size(); ++f) {
+    bool q = true;
+    for (size_t k = f; k < f + 4; ++k)
+      q = q && layout_.features[k].kind == FeatureKind::kCategorical && fo0[k] == fo0[f] + 4 * (k - f);
+    quad_[f] = q;
+  }
+  uniform_offsets_ = std::all_of(feature_offsets_.begin(), feature_offsets_.end(),
+                                 [&](const std::vector<uint32_t>& fo) { return fo == feature_offsets_[0]; });
 }
 
 std::vector<int64_t> ShardDataset::table_sizes() const {
@@ -180,31 +265,101 @@ void ShardDataset::decode(const RowRef* rows, int64_t n, BatchBuffer& buf, Batch
     }
     if (!multi) nnz[f] = n;
   }
-  // Tiles of rows: gather the record pointers first, then copy feature by feature so that each
-  // output array is written sequentially while the tile's records stay in L1.
+  // Two passes. (1) Copy the batch's records into a staging buffer by runs: consecutive positions
+  // from one block of one shard. The rows of a shuffled batch are whole blocks in permuted order (or
+  // part of one when the batch is smaller than a block), so a run whose rows cover at least half of
+  // their range is copied as that one contiguous range: a forward scan of the mapping the hardware
+  // prefetcher follows, where copying record by record in batch order is a cache and TLB miss per
+  // record. A sparser run is copied record by record. (2) Transpose from the staging buffer, now in L2,
+  // into the column tensors a tile of rows at a time: the tile's records stay in L1 while each column
+  // is written sequentially (see docs/loader.md for the measurements behind this). The scratch belongs to the decoding thread, not to the batch buffer: it stays in that core's cache
+  // from one batch to the next, where buffers rotate through the prefetch slots.
+  thread_local DecodeScratch scratch;
+  scratch.recs.resize(static_cast<size_t>(n));
+  scratch.shard_of.resize(static_cast<size_t>(n));
+  // A run stages at most twice its records' bytes (see `contiguous`).
+  if (scratch.staging.size() < 2 * static_cast<size_t>(n) * max_record_bytes_)
+    scratch.staging.resize(2 * static_cast<size_t>(n) * max_record_bytes_);
+  size_t staged = 0;
+  for (int64_t a = 0; a < n;) {
+    const RowRef first = rows[a];
+    const ShardFile& sf = *shards_[static_cast<size_t>(first.shard)];
+    const int64_t block_lo = first.row - first.row % block_rows_, block_hi = block_lo + block_rows_;
+    int64_t b = a + 1, lo = first.row, hi = first.row;
+    for (; b < n && rows[b].shard == first.shard && rows[b].row >= block_lo && rows[b].row < block_hi; ++b) {
+      lo = std::min(lo, rows[b].row);
+      hi = std::max(hi, rows[b].row);
+    }
+    sf.verify_row(first.row);
+    const uint64_t stride = sf.record_bytes();
+    const bool contiguous = 2 * (b - a) >= hi - lo + 1;
+    const size_t bytes = contiguous ? static_cast<size_t>(hi - lo + 1) * stride : static_cast<size_t>(b - a) * stride;
+    uint8_t* dst = scratch.staging.data() + staged;
+    if (contiguous) {
+      std::memcpy(dst, sf.record(lo), bytes);
+      for (int64_t i = a; i < b; ++i) scratch.recs[static_cast<size_t>(i)] = dst + static_cast<uint64_t>(rows[i].row - lo) * stride;
+    } else {
+      for (int64_t i = a; i < b; ++i, dst += stride) {
+        std::memcpy(dst, sf.record(rows[i].row), stride);
+        scratch.recs[static_cast<size_t>(i)] = dst;
+      }
+    }
+    for (int64_t i = a; i < b; ++i) scratch.shard_of[static_cast<size_t>(i)] = first.shard;
+    staged += bytes;
+    a = b;
+  }
   constexpr int64_t kTile = 64;
   const uint8_t* rec[kTile];
   const uint32_t* fo[kTile];
   for (int64_t i0 = 0; i0 < n; i0 += kTile) {
     const int64_t t = std::min(kTile, n - i0);
     for (int64_t j = 0; j < t; ++j) {
-      const RowRef r = rows[i0 + j];
-      const ShardFile& sf = *shards_[static_cast<size_t>(r.shard)];
-      sf.verify_row(r.row);
-      rec[j] = sf.record(r.row);
-      fo[j] = feature_offsets_[static_cast<size_t>(r.shard)].data();
+      rec[j] = scratch.recs[static_cast<size_t>(i0 + j)];
+      fo[j] = feature_offsets_[static_cast<size_t>(scratch.shard_of[i0 + j])].data();
     }
     for (int64_t j = 0; j < t; ++j) {
       std::memcpy(lp + i0 + j, rec[j], 4);
-      std::memcpy(dp + (i0 + j) * nd, rec[j] + 4, static_cast<size_t>(nd) * 4);
+      copy_small(dp + (i0 + j) * nd, rec[j] + 4, static_cast<size_t>(nd) * 4);
     }
     for (size_t f = 0; f < ns; ++f) {
       int64_t* dst = ip[f];
+      if (uniform_offsets_ && f + 4 <= ns && quad_[f]) {
+        // Four categorical features stored next to each other: one 16-byte load per record feeds
+        // four columns (a quarter of the loads of one feature at a time).
+        const uint32_t off = fo[0][f];
+        int64_t* d0 = ip[f] + i0;
+        int64_t* d1 = ip[f + 1] + i0;
+        int64_t* d2 = ip[f + 2] + i0;
+        int64_t* d3 = ip[f + 3] + i0;
+        int64_t j = 0;
+#if defined(__x86_64__)
+        if (have_avx2()) j = transpose_4x8_avx2(rec, off, t, d0, d1, d2, d3);
+#endif
+        for (; j < t; ++j) {
+          uint32_t v[4];
+          std::memcpy(v, rec[j] + off, 16);
+          d0[j] = v[0];
+          d1[j] = v[1];
+          d2[j] = v[2];
+          d3[j] = v[3];
+        }
+        f += 3;
+        continue;
+      }
       if (layout_.features[f].kind == FeatureKind::kCategorical) {
-        for (int64_t j = 0; j < t; ++j) {
-          uint32_t v;
-          std::memcpy(&v, rec[j] + fo[j][f], 4);
-          dst[i0 + j] = v;
+        if (uniform_offsets_) {  // every shard has the same record layout: one offset for the tile
+          const uint32_t off = fo[0][f];
+          for (int64_t j = 0; j < t; ++j) {
+            uint32_t v;
+            std::memcpy(&v, rec[j] + off, 4);
+            dst[i0 + j] = v;
+          }
+        } else {
+          for (int64_t j = 0; j < t; ++j) {
+            uint32_t v;
+            std::memcpy(&v, rec[j] + fo[j][f], 4);
+            dst[i0 + j] = v;
+          }
         }
       } else {
         int64_t k = nnz[f];

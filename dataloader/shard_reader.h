@@ -30,6 +30,7 @@ class ShardFile {
   const ShardLayout& layout() const { return layout_; }
   int64_t num_rows() const { return static_cast<int64_t>(layout_.num_rows); }
   const uint8_t* record(int64_t row) const { return records_ + static_cast<uint64_t>(row) * stride_; }
+  uint64_t record_bytes() const { return stride_; }
   // Checks block b's checksum unless it has already passed; throws DataError "path: byte N: block b
   // (rows i..j): checksum mismatch". Thread-safe.
   void verify_block(int64_t b) const;
@@ -80,6 +81,9 @@ class ShardDataset {
   int64_t num_rows_ = 0;
   int64_t block_rows_ = 0;
   std::vector<std::vector<uint32_t>> feature_offsets_;  // per shard: byte offset of each feature in a record
+  uint64_t max_record_bytes_ = 0;
+  bool uniform_offsets_ = true;
+  std::vector<bool> quad_;  // every shard has the same feature offsets (no per-shard bag capacities)
   ShardLayout layout_;  // of the first shard; the others agree except row counts and bag capacities
 };
 

@@ -16,11 +16,16 @@ namespace rf::data {
 // temporary name and renamed. table_rows: per sparse feature (empty = the schema's hash buckets).
 // Returns the bytes written.
 uint64_t write_shard(const std::string& path, const ColumnSchema& schema, const Batch& batch,
-                     int64_t block_rows = 4096, const std::vector<int64_t>& table_rows = {});
+                     int64_t block_rows = 1024, const std::vector<int64_t>& table_rows = {});
 
 struct PreprocessOptions {
   int64_t shard_rows = 262144;  // rows per shard (text of about one shard is held per worker)
-  int64_t block_rows = 4096;    // checksum and shuffle granularity
+  // Checksum and shuffle granularity ([data] block_rows). A shuffled epoch takes blocks in random order
+  // and the rows of each block in random order, so a batch is made of whole blocks (a random part of
+  // one when the batch is smaller) and the reader copies each block it touches as one contiguous range.
+  // Smaller blocks mix the data more across batches; blocks no larger than the per-rank batch keep the
+  // reader from copying rows a batch does not use (see ShardDataset::decode).
+  int64_t block_rows = 1024;
   int threads = 0;              // parse workers (0 = all cores)
   // Values of a categorical feature seen fewer than this many times in train map to index 1 ("rare");
   // 0 keeps the hashed rows. Missing stays 0; kept values are numbered 2.. by falling frequency.

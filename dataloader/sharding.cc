@@ -17,6 +17,26 @@ struct Rng {
   uint64_t below(uint64_t n) { return static_cast<uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64); }
 };
 
+// Fisher-Yates over perm (fewer than 2^31 entries): each 64-bit draw of the stream gives two 32-bit
+// draws, reduced to [0, i) by Lemire's multiply-shift (bias below i / 2^32). The loader computes one
+// such permutation per block it reads, so it is on the decoding path.
+void shuffle_block(std::vector<uint32_t>& perm, uint64_t seed) {
+  Rng rng{seed};
+  uint64_t bits = 0;
+  bool have = false;
+  for (size_t i = perm.size(); i > 1; --i) {
+    uint32_t r;
+    if (have) {
+      r = static_cast<uint32_t>(bits >> 32);
+    } else {
+      bits = rng.next();
+      r = static_cast<uint32_t>(bits);
+    }
+    have = !have;
+    std::swap(perm[i - 1], perm[(static_cast<uint64_t>(r) * i) >> 32]);
+  }
+}
+
 }  // namespace
 
 Span rank_span(int64_t total_rows, int64_t global_batch, int64_t k, int rank, int world) {
@@ -68,22 +88,24 @@ void EpochOrder::rows(int64_t begin, int64_t end, Cursor& cursor, std::vector<Ro
                              [](int64_t p, const Block& b) { return p < b.start; });
   int64_t bi = (it - blocks_.begin()) - 1;
   int64_t p = begin;
+  size_t at = out->size();
+  out->resize(at + static_cast<size_t>(end - begin));
+  RowRef* o = out->data() + at;
   while (p < end) {
     const Block& b = blocks_[static_cast<size_t>(bi)];
     int64_t lo = p - b.start, hi = std::min(end - b.start, b.rows);
     if (!shuffle_) {
-      for (int64_t i = lo; i < hi; ++i) out->push_back({b.shard, b.first_row + i});
+      for (int64_t i = lo; i < hi; ++i) *o++ = {b.shard, b.first_row + i};
     } else {
       if (cursor.block != b.id || cursor.epoch != epoch_ || cursor.seed != seed_) {
         cursor.perm.resize(static_cast<size_t>(b.rows));
         for (int64_t i = 0; i < b.rows; ++i) cursor.perm[static_cast<size_t>(i)] = static_cast<uint32_t>(i);
-        Rng rng{mix_seed(seed_, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(b.id))};
-        for (size_t i = cursor.perm.size(); i > 1; --i) std::swap(cursor.perm[i - 1], cursor.perm[rng.below(i)]);
+        shuffle_block(cursor.perm, mix_seed(seed_, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(b.id)));
         cursor.block = b.id;
         cursor.epoch = epoch_;
         cursor.seed = seed_;
       }
-      for (int64_t i = lo; i < hi; ++i) out->push_back({b.shard, b.first_row + cursor.perm[static_cast<size_t>(i)]});
+      for (int64_t i = lo; i < hi; ++i) *o++ = {b.shard, b.first_row + cursor.perm[static_cast<size_t>(i)]};
     }
     p = b.start + hi;
     ++bi;

@@ -26,6 +26,7 @@ int run_preprocess(const Config& cfg) {
 
   data::PreprocessOptions o;
   o.shard_rows = cfg.get_int("data.shard_rows");
+  o.block_rows = cfg.get_int("data.block_rows");
   o.freq_threshold = cfg.get_int("data.freq_threshold");
   o.threads = static_cast<int>(cfg.get_int("train.threads"));  // 0 = all cores
   o.skip_bad_rows = cfg.get_bool("data.skip_bad_rows");

@@ -42,6 +42,7 @@ const std::vector<ConfigKey> kSchema = {
   {"data.max_rows",                 int_key(0),                        "0",               "read at most this many rows per file (0 = all)"},
   {"data.shard_dir",                string_key(),                      "",                "preprocess: output directory of the binary shards (also --out DIR); one sub-directory per split"},
   {"data.shard_rows",               int_key(1),                        "262144",          "preprocess: rows per binary shard file"},
+  {"data.block_rows",               int_key(1),                        "1024",            "preprocess: rows per checksum and shuffle block (a shuffled epoch permutes blocks and rows inside each)"},
   {"data.freq_threshold",           int_key(0),                        "0",               "preprocess: categorical values seen fewer times in train map to one index (0 = keep hashed rows)"},
   {"data.shuffle",                  bool_key(),                        "false",           "shards: shuffle block order and rows within blocks every epoch"},
   {"data.shuffle_seed",             int_key(0),                        "0",               "shards: shuffle seed (the epoch is mixed in)"},
