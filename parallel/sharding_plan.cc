@@ -86,6 +86,7 @@ ShardingPlan plan_sharding(const std::vector<TableSpec>& tables, const PlannerOp
   plan.world = W;
   plan.tables = tables;
   plan.budget_bytes = opts.budget_bytes;
+  plan.state_floats_per_row = opts.state_floats_per_row;
   plan.placement.resize(tables.size());
   plan.param_bytes.assign(static_cast<size_t>(W), 0);
   plan.state_bytes.assign(static_cast<size_t>(W), 0);

@@ -59,6 +59,7 @@ struct ShardingPlan {
   std::vector<int64_t> state_bytes;       // per rank: fp32 optimizer state of those rows
   std::vector<double> lookups;            // per rank: indices per sample it serves
   int64_t budget_bytes = 0;
+  int64_t state_floats_per_row = 1;       // as planned for: > 0 when the sparse optimizer keeps row state
 
   int64_t bytes(int rank) const { return param_bytes[rank] + state_bytes[rank]; }
   bool all_replicated() const;

@@ -58,9 +58,9 @@ std::map<std::string, Tensor> ModelParallel::gather_full_state(const ParameterLi
         out[key] = gather_shards_2d(*s.comm, t, p ? p->row_begin : 0, p ? p->col_begin : 0, s.full_rows, s.full_cols);
         continue;
       }
-      // Refused before training starts (trainer.cc): each column shard keeps its own accumulator.
-      RF_CHECK(!p || p->sharding != Sharding::kColumnSharded, "gather_full_state: per-row state '", key,
-               "' of a column-sharded parameter has no full tensor");
+      // Per-row state covers the piece's rows; column shards of one table hold identical copies of it
+      // (their row statistics are over the full row, Parameter::full_row_sums), which the gather
+      // accepts as replicas.
       out[key] = gather_shards_2d(*s.comm, t, p ? p->row_begin : 0, 0, s.full_rows, 1);
     }
   return out;

@@ -27,6 +27,11 @@ struct Parameter {
   // rows [row_begin, row_begin + value.size(0)) and columns [col_begin, ...) of a full
   // [full_rows, full_cols] tensor (1-D: full_cols = 1). kRowSharded splits dim 0, kColumnSharded dim 1.
   int64_t row_begin = 0, col_begin = 0, full_rows = -1, full_cols = -1;
+  // kColumnSharded tables: for each row of sparse_grad.rows, sums over the row's full width (every
+  // column shard) of g*g, g*w and w*w, [unique, 3] fp32, set by the backward. Row-wise optimizers take
+  // the row's statistics from it instead of from this shard's columns, so every shard keeps the
+  // accumulator one process would (the weights then move exactly as unsharded).
+  Tensor full_row_sums;
 };
 
 using ParameterList = std::vector<Parameter*>;

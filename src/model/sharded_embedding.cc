@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "src/core/error.h"
@@ -57,6 +58,9 @@ ShardedEmbeddingCollection::ShardedEmbeddingCollection(const std::vector<int64_t
   }
   plan_ = mp_->plan();
   const int W = comm().size(), me = comm().rank();
+  // Row-wise optimizer state over column shards needs the full rows' statistics (exchange_full_row_sums).
+  for (const TablePlacement& pl : plan_->placement)
+    has_column_tables_ = has_column_tables_ || (pl.kind == ShardingKind::kColumn && plan_->state_floats_per_row > 0);
   RF_CHECK(plan_->tables.size() == sizes_.size(), "sharding plan has ", plan_->tables.size(), " tables, the model ",
            sizes_.size());
   by_rank_.resize(static_cast<size_t>(W));
@@ -335,6 +339,82 @@ void ShardedEmbeddingCollection::backward(const std::vector<Tensor>& indices, co
     float* v = p.sparse_grad.values.data<float>();
     for (int64_t i = 0; i < p.sparse_grad.values.numel(); ++i) v[i] = v[i] / inv_w;
   }
+  if (has_column_tables_) exchange_full_row_sums();
+}
+
+// Every shard of a column-sharded table sees every lookup, so the shards' sparse gradients have the
+// same rows in the same order; only their columns differ. Each owner sends its per-row partial sums
+// (g*g, g*w, w*w over its columns) to the other owners of the table, and every owner adds the
+// partials in rank order: the same full-row sums, bit for bit, on every shard.
+void ShardedEmbeddingCollection::exchange_full_row_sums() {
+  const int W = comm().size();
+  auto holds = [&](int rank, int table) {
+    for (const auto& [t, p] : pieces_of(rank))
+      if (t == table) return true;
+    return false;
+  };
+  auto is_column = [&](int t) { return plan_->placement[static_cast<size_t>(t)].kind == ShardingKind::kColumn; };
+  // This rank's partials, per owned column piece: [unique, 3].
+  std::vector<std::vector<float>> partial(owned_.size());
+  for (size_t k = 0; k < owned_.size(); ++k) {
+    if (!is_column(owned_[k].table)) continue;
+    Parameter& p = params_[static_cast<size_t>(param_of_table_[static_cast<size_t>(owned_[k].table)])];
+    const int64_t u = p.sparse_grad.rows.numel(), nc = p.value.size(1);
+    const int64_t* r = p.sparse_grad.rows.data<int64_t>();
+    const float* g = p.sparse_grad.values.data<float>();
+    const float* w = p.value.data<float>();
+    partial[k].assign(static_cast<size_t>(3 * u), 0.0f);
+    for (int64_t i = 0; i < u; ++i) {
+      float gg = 0.0f, gw = 0.0f, ww = 0.0f;
+      for (int64_t c = 0; c < nc; ++c) {
+        const float gc = g[i * nc + c], wc = w[r[i] * nc + c];
+        gg += gc * gc;
+        gw += gc * wc;
+        ww += wc * wc;
+      }
+      partial[k][static_cast<size_t>(3 * i)] = gg;
+      partial[k][static_cast<size_t>(3 * i + 1)] = gw;
+      partial[k][static_cast<size_t>(3 * i + 2)] = ww;
+    }
+  }
+  // To rank d: for each column piece held here (table order) whose table d also holds, its partials.
+  // From rank s: for each column piece s holds whose table is held here, [unique of that table, 3].
+  std::vector<int64_t> send_counts(static_cast<size_t>(W), 0), recv_counts(static_cast<size_t>(W), 0);
+  std::vector<float> send;
+  for (int d = 0; d < W; ++d) {
+    const size_t start = send.size();
+    for (size_t k = 0; k < owned_.size(); ++k)
+      if (is_column(owned_[k].table) && holds(d, owned_[k].table))
+        send.insert(send.end(), partial[k].begin(), partial[k].end());
+    send_counts[static_cast<size_t>(d)] = static_cast<int64_t>(send.size() - start);
+  }
+  std::vector<size_t> piece_of_table(sizes_.size(), SIZE_MAX);
+  for (size_t k = 0; k < owned_.size(); ++k) piece_of_table[static_cast<size_t>(owned_[k].table)] = k;
+  for (int s = 0; s < W; ++s)
+    for (const auto& [t, p] : pieces_of(s))
+      if (is_column(t) && piece_of_table[static_cast<size_t>(t)] != SIZE_MAX)
+        recv_counts[static_cast<size_t>(s)] += static_cast<int64_t>(partial[piece_of_table[static_cast<size_t>(t)]].size());
+  Tensor send_t = Tensor::empty({std::max<int64_t>(1, static_cast<int64_t>(send.size()))}, DType::kF32);
+  if (!send.empty()) std::memcpy(send_t.data<float>(), send.data(), send.size() * sizeof(float));
+  Tensor recv_t = Tensor::empty({std::max<int64_t>(1, total(recv_counts))}, DType::kF32);
+  exchange(*mp_, send_t, send_counts, recv_t, recv_counts);
+  // Sum in rank order into each owned column piece's full-row sums.
+  std::vector<Tensor> full(owned_.size());
+  for (size_t k = 0; k < owned_.size(); ++k)
+    if (is_column(owned_[k].table))
+      full[k] = Tensor::zeros({static_cast<int64_t>(partial[k].size() / 3), 3}, DType::kF32);
+  const float* src = recv_t.data<float>();
+  for (int s = 0; s < W; ++s)
+    for (const auto& [t, p] : pieces_of(s)) {
+      if (!is_column(t) || piece_of_table[static_cast<size_t>(t)] == SIZE_MAX) continue;
+      Tensor& f = full[piece_of_table[static_cast<size_t>(t)]];
+      float* dst = f.data<float>();
+      for (int64_t i = 0; i < f.numel(); ++i) dst[i] += src[i];
+      src += f.numel();
+    }
+  for (size_t k = 0; k < owned_.size(); ++k)
+    if (is_column(owned_[k].table))
+      params_[static_cast<size_t>(param_of_table_[static_cast<size_t>(owned_[k].table)])].full_row_sums = full[k];
 }
 
 void ShardedEmbeddingCollection::collect(ParameterList& out) {

@@ -52,6 +52,9 @@ class ShardedEmbeddingCollection {
     std::vector<int64_t> offsets, rows;
   };
   bool sharded() const { return plan_ != nullptr; }
+  // Collective over the embedding group, after the backward: Parameter::full_row_sums of every
+  // column-sharded piece (row-wise Adagrad over the full row; see the .cc).
+  void exchange_full_row_sums();
   Communicator& comm() { return mp_->embedding_comm(); }
   // Pieces held by `rank`, in table order (the order of every message to and from it).
   const std::vector<std::pair<int, ShardPiece>>& pieces_of(int rank) const { return by_rank_[rank]; }
@@ -61,6 +64,7 @@ class ShardedEmbeddingCollection {
   PoolMode mode_;
   ModelParallel* mp_ = nullptr;
   const ShardingPlan* plan_ = nullptr;
+  bool has_column_tables_ = false;  // column-sharded tables under a row-wise optimizer
   std::optional<EmbeddingCollection> local_;  // no plan: the single-process layer itself
   std::vector<Parameter> params_;             // tables and shards held here, table order
   std::vector<int> param_of_table_;           // index into params_, or -1

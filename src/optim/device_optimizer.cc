@@ -126,6 +126,9 @@ class DeviceSparse : public Optimizer {
       if (!adagrad_) {
         sparse_sgd_update(p->value, p->sparse_grad, lr);
       } else {
+        // The sharded tables' exchange of full-row sums (Parameter::full_row_sums) runs on the host.
+        RF_CHECK(!p->full_row_sums.defined(), name(), ": table '", p->name,
+                 "' is column-sharded; its full-row statistics are host-only");
         RowwiseAdagradArgs args;
         args.lr = lr;
         args.eps = static_cast<float>(hp_.sparse_eps < 0.0 ? 1e-8 : hp_.sparse_eps);

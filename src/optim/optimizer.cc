@@ -216,17 +216,33 @@ void RowwiseAdagrad::step(const ParameterList& params, int64_t, float lr) {
     for (int64_t k = 0; k < u; ++k)
       RF_CHECK(r[k] >= 0 && r[k] < rows, "rowwise_adagrad: table '", p->name, "': row ", r[k], " outside [0, ",
                rows, ")");
+    // A column shard takes the row's statistics over the full width (Parameter::full_row_sums):
+    // sum (g + wd w)^2 = sum g^2 + 2 wd sum g w + wd^2 sum w^2, divided by the full dimension.
+    const float* full = nullptr;
+    int64_t mean_dim = dim;
+    if (p->full_row_sums.defined()) {
+      RF_CHECK(p->sharding == Sharding::kColumnSharded && p->full_row_sums.shape() == (Shape{u, 3}) && p->full_cols > 0,
+               "rowwise_adagrad: table '", p->name, "': full-row sums ", shape_str(p->full_row_sums.shape()), " for ",
+               u, " rows");
+      full = p->full_row_sums.data<float>();
+      mean_dim = p->full_cols;
+    }
 #pragma omp parallel for if (u >= kParallelRows) schedule(static)
     for (int64_t k = 0; k < u; ++k) {
       float* wr = w + r[k] * dim;
       const float* gr = g + k * dim;
       float sum_sq = 0.0f;
-      for (int64_t d = 0; d < dim; ++d) {
-        float gx = decay ? gr[d] + wd * wr[d] : gr[d];
-        sum_sq += gx * gx;
+      if (full) {
+        const float* f = full + 3 * k;
+        sum_sq = decay ? f[0] + 2.0f * wd * f[1] + wd * wd * f[2] : f[0];
+      } else {
+        for (int64_t d = 0; d < dim; ++d) {
+          float gx = decay ? gr[d] + wd * wr[d] : gr[d];
+          sum_sq += gx * gx;
+        }
       }
       // FBGEMM divides the row's sum of squares by D (not a multiply by 1/D).
-      float new_acc = acc[r[k]] + sum_sq / static_cast<float>(dim);
+      float new_acc = acc[r[k]] + sum_sq / static_cast<float>(mean_dim);
       acc[r[k]] = new_acc;
       float multiplier = lr / (std::sqrt(new_acc) + eps);
       // FBGEMM weight_decay_mode 1 (L2): w = (1 - m * wd) * w - m * g, which is w - m * (g + wd * w).

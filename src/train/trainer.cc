@@ -154,16 +154,6 @@ Trainer::Trainer(const Config& cfg, const ModelConfig& mc) : cfg_(cfg), timing_(
   // the top MLP split over the tensor-parallel group; the plan is refused here when it does not fit.
   ModelConfig model_cfg = mc;
   model_cfg.parallel = mp_ = make_model_parallel(cfg, grid, mc);
-  // Checkpoints of a model-parallel run hold full tensors; row-wise Adagrad's accumulator of a
-  // column-sharded table is one per column shard (TorchRec), which no full tensor represents.
-  const bool checkpointing = !cfg.get_string("checkpoint.dir").empty() || !cfg.get_string("checkpoint.resume").empty();
-  if (mp_ && checkpointing && mp_->plan() && cfg.get_string("optimizer.sparse") != "sgd")
-    for (size_t t = 0; t < mp_->plan()->placement.size(); ++t)
-      if (mp_->plan()->placement[t].kind == ShardingKind::kColumn)
-        throw ConfigError("[checkpoint]: table " + std::to_string(t) + " is column-sharded and [optimizer] sparse = " +
-                          cfg.get_string("optimizer.sparse") +
-                          " keeps one row accumulator per column shard, which a checkpoint of full tensors cannot "
-                          "hold; shard it by table or row, or use sparse = sgd");
   if (model_cfg.device.is_cuda() && dp_size_ > 1)
     throw ConfigError("train.device=cuda: data parallelism over MPI runs on the CPU only so far");
   nvtx::set_enabled(cfg.get_bool("profiling.nvtx"));

@@ -233,10 +233,11 @@ TEST(ModelParallel, TwentyStepLossTrajectoryMatchesOneProcess) {
     int tp;
     std::string sparse_opt;
   };
-  // Row-wise Adagrad keeps one accumulator per row of a shard: exact for table- and row-wise shards;
-  // a column-wise shard has its own accumulator over its columns (as TorchRec's column-wise tables),
-  // which is a different optimizer, so column-wise runs with sparse SGD.
-  std::vector<Run> runs = {{"table", 1, "rowwise_adagrad"}, {"row", 1, "rowwise_adagrad"}, {"column", 1, "sgd"},
+  // Row-wise Adagrad keeps one accumulator per row of a shard. Column-wise shards take the row's
+  // statistics over the full width from the other shards of the table (exchange_full_row_sums), so
+  // every sharding follows one process with either sparse optimizer.
+  std::vector<Run> runs = {{"table", 1, "rowwise_adagrad"}, {"row", 1, "rowwise_adagrad"},
+                           {"column", 1, "rowwise_adagrad"}, {"column", 1, "sgd"},
                            {"row", 2, "rowwise_adagrad"}, {"replicated", 2, "rowwise_adagrad"}};
   for (std::string type : {"dlrm", "dcnv2"})
     for (const Run& run : runs) {

@@ -262,6 +262,78 @@ void rowwise_case(double wd) {
 TEST(RowwiseAdagrad, MatchesReferenceAndLeavesOtherRows) { rowwise_case(0.0); }
 TEST(RowwiseAdagrad, L2WeightDecayOnTouchedRows) { rowwise_case(0.01); }
 
+// Column shards: a table split into column pieces of 10 and 14, each given the full-row sums of g*g,
+// g*w and w*w (what ShardedEmbeddingCollection exchanges), moves as the whole table does: same
+// accumulators, same weights. Tolerance: the shards add each row's squares in two parts (fp32
+// rounding order, ~1e-7 relative per step).
+void column_shard_case(double wd) {
+  std::mt19937 rng(21);
+  const int64_t rows = 300, dim = 24, split = 10;
+  SparseSetup whole = make_table(rows, dim, rng);
+  OptimizerHyperparams hp;
+  hp.initial_accumulator = 0.01;
+  hp.sparse_weight_decay = wd;
+  Parameter piece[2];
+  const int64_t c0[2] = {0, split}, nc[2] = {split, dim - split};
+  for (int k = 0; k < 2; ++k) {
+    piece[k].name = "embeddings.0.weight";
+    piece[k].sparse = true;
+    piece[k].sharding = Sharding::kColumnSharded;
+    piece[k].col_begin = c0[k];
+    piece[k].full_rows = rows;
+    piece[k].full_cols = dim;
+    std::vector<float> v;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < nc[k]; ++c) v.push_back(whole.before[static_cast<size_t>(r * dim + c0[k] + c)]);
+    piece[k].value = Tensor::from_vector(v, {rows, nc[k]});
+  }
+  auto opt_whole = make_sparse_optimizer("rowwise_adagrad", hp);
+  std::unique_ptr<Optimizer> opt_piece[2] = {make_sparse_optimizer("rowwise_adagrad", hp),
+                                             make_sparse_optimizer("rowwise_adagrad", hp)};
+  for (int64_t step = 0; step < 6; ++step) {
+    std::vector<int64_t> touched = random_rows(rows, step % 2 ? 30 : 270, rng);
+    set_sparse_grad(whole.table, touched, rng);
+    const int64_t u = static_cast<int64_t>(touched.size());
+    const float* g = whole.table.sparse_grad.values.data<float>();
+    std::vector<float> sums(static_cast<size_t>(3 * u), 0.0f);
+    for (int k = 0; k < 2; ++k) {
+      std::vector<float> gv;
+      for (int64_t i = 0; i < u; ++i)
+        for (int64_t c = 0; c < nc[k]; ++c) gv.push_back(g[i * dim + c0[k] + c]);
+      piece[k].sparse_grad.rows = whole.table.sparse_grad.rows;
+      piece[k].sparse_grad.values = Tensor::from_vector(gv, {u, nc[k]});
+      const float* w = piece[k].value.data<float>();
+      for (int64_t i = 0; i < u; ++i)
+        for (int64_t c = 0; c < nc[k]; ++c) {
+          const float gc = gv[static_cast<size_t>(i * nc[k] + c)], wc = w[touched[static_cast<size_t>(i)] * nc[k] + c];
+          sums[static_cast<size_t>(3 * i)] += gc * gc;
+          sums[static_cast<size_t>(3 * i + 1)] += gc * wc;
+          sums[static_cast<size_t>(3 * i + 2)] += wc * wc;
+        }
+    }
+    for (int k = 0; k < 2; ++k) piece[k].full_row_sums = Tensor::from_vector(sums, {u, 3});
+    const float lr = 0.05f * static_cast<float>(step + 1);
+    opt_whole->step({&whole.table}, step, lr);
+    for (int k = 0; k < 2; ++k) opt_piece[k]->step({&piece[k]}, step, lr);
+  }
+  const float* want_acc = opt_whole->state()[0].second->data<float>();
+  const float* want_w = whole.table.value.data<float>();
+  for (int k = 0; k < 2; ++k) {
+    const float* acc = opt_piece[k]->state()[0].second->data<float>();
+    const float* w = piece[k].value.data<float>();
+    for (int64_t r = 0; r < rows; ++r) {
+      ASSERT_NEAR(acc[r], want_acc[r], kAbs + kRel * want_acc[r]) << "piece " << k << " row " << r;
+      for (int64_t c = 0; c < nc[k]; ++c) {
+        const float want = want_w[r * dim + c0[k] + c];
+        ASSERT_NEAR(w[r * nc[k] + c], want, kAbs + kRel * std::fabs(want)) << "piece " << k << " [" << r << ", " << c << "]";
+      }
+    }
+  }
+}
+
+TEST(RowwiseAdagrad, ColumnShardsWithFullRowSumsMoveAsTheWholeTable) { column_shard_case(0.0); }
+TEST(RowwiseAdagrad, ColumnShardsWithFullRowSumsAndWeightDecay) { column_shard_case(0.01); }
+
 TEST(RowwiseAdagrad, NoLookupsIsANoOp) {
   std::mt19937 rng(9);
   SparseSetup s = make_table(10, 4, rng);
