@@ -304,19 +304,18 @@ void ShardDataset::decode(const RowRef* rows, int64_t n, BatchBuffer& buf, Batch
         scratch.recs[static_cast<size_t>(i)] = dst;
       }
     }
-    for (int64_t i = a; i < b; ++i) scratch.shard_of[static_cast<size_t>(i)] = first.shard;
+    if (!uniform_offsets_)
+      for (int64_t i = a; i < b; ++i) scratch.shard_of[static_cast<size_t>(i)] = first.shard;
     staged += bytes;
     a = b;
   }
   constexpr int64_t kTile = 64;
-  const uint8_t* rec[kTile];
-  const uint32_t* fo[kTile];
+  const uint32_t* fo[kTile];  // per row of the tile: its shard's feature offsets (all alike when uniform)
   for (int64_t i0 = 0; i0 < n; i0 += kTile) {
     const int64_t t = std::min(kTile, n - i0);
-    for (int64_t j = 0; j < t; ++j) {
-      rec[j] = scratch.recs[static_cast<size_t>(i0 + j)];
-      fo[j] = feature_offsets_[static_cast<size_t>(scratch.shard_of[i0 + j])].data();
-    }
+    const uint8_t* const* rec = scratch.recs.data() + i0;
+    for (int64_t j = 0; j < t; ++j)
+      fo[j] = feature_offsets_[uniform_offsets_ ? 0 : static_cast<size_t>(scratch.shard_of[static_cast<size_t>(i0 + j)])].data();
     for (int64_t j = 0; j < t; ++j) {
       std::memcpy(lp + i0 + j, rec[j], 4);
       copy_small(dp + (i0 + j) * nd, rec[j] + 4, static_cast<size_t>(nd) * 4);
