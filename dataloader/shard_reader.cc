@@ -265,22 +265,92 @@ void ShardDataset::decode(const RowRef* rows, int64_t n, BatchBuffer& buf, Batch
     }
     if (!multi) nnz[f] = n;
   }
-  // Two passes. (1) Copy the batch's records into a staging buffer by runs: consecutive positions
-  // from one block of one shard. The rows of a shuffled batch are whole blocks in permuted order (or
-  // part of one when the batch is smaller than a block), so a run whose rows cover at least half of
-  // their range is copied as that one contiguous range: a forward scan of the mapping the hardware
-  // prefetcher follows, where copying record by record in batch order is a cache and TLB miss per
-  // record. A sparser run is copied record by record. (2) Transpose from the staging buffer, now in L2,
-  // into the column tensors a tile of rows at a time: the tile's records stay in L1 while each column
-  // is written sequentially (see docs/loader.md for the measurements behind this). The scratch belongs to the decoding thread, not to the batch buffer: it stays in that core's cache
-  // from one batch to the next, where buffers rotate through the prefetch slots.
+  // By runs: consecutive batch positions whose rows come from one block of one shard (a shuffled
+  // batch is whole blocks in permuted order, or part of one when the batch is smaller than a block).
+  // (1) Stage the run: when its rows cover at least half of their range, copy that range out of the
+  // mapping in one piece, a forward scan the hardware prefetcher follows (copying record by record in
+  // batch order is a cache and TLB miss per record); a sparser run record by record. (2) Transpose the
+  // run's positions from the staging buffer, still in L2, into the column tensors a tile of rows at a
+  // time, so the tile's records stay in L1 while each column is written sequentially. Staging one run
+  // at a time keeps the scratch to one block, which stays in the core's cache next to the batch's
+  // columns (docs/loader.md has the measurements). The scratch belongs to the decoding thread, not to
+  // the batch buffer: buffers rotate through the prefetch slots.
   thread_local DecodeScratch scratch;
   scratch.recs.resize(static_cast<size_t>(n));
   scratch.shard_of.resize(static_cast<size_t>(n));
-  // A run stages at most twice its records' bytes (see `contiguous`).
-  if (scratch.staging.size() < 2 * static_cast<size_t>(n) * max_record_bytes_)
-    scratch.staging.resize(2 * static_cast<size_t>(n) * max_record_bytes_);
-  size_t staged = 0;
+  // A run lies inside one block and stages at most twice its records' bytes (see `contiguous`).
+  const size_t stage_bytes = static_cast<size_t>(std::min<int64_t>(block_rows_, 2 * n)) * max_record_bytes_;
+  if (scratch.staging.size() < stage_bytes) scratch.staging.resize(stage_bytes);
+  constexpr int64_t kTile = 64;
+  const uint32_t* fo[kTile];  // per row of the tile: its shard's feature offsets (all alike when uniform)
+  auto transpose = [&](int64_t from, int64_t to) {
+    for (int64_t i0 = from; i0 < to; i0 += kTile) {
+      const int64_t t = std::min(kTile, to - i0);
+      const uint8_t* const* rec = scratch.recs.data() + i0;
+      for (int64_t j = 0; j < t; ++j)
+        fo[j] = feature_offsets_[uniform_offsets_ ? 0 : static_cast<size_t>(scratch.shard_of[static_cast<size_t>(i0 + j)])].data();
+      for (int64_t j = 0; j < t; ++j) {
+        std::memcpy(lp + i0 + j, rec[j], 4);
+        copy_small(dp + (i0 + j) * nd, rec[j] + 4, static_cast<size_t>(nd) * 4);
+      }
+      for (size_t f = 0; f < ns; ++f) {
+        int64_t* dst = ip[f];
+        if (uniform_offsets_ && f + 4 <= ns && quad_[f]) {
+          // Four categorical features stored next to each other: one 16-byte load per record feeds
+          // four columns (a quarter of the loads of one feature at a time).
+          const uint32_t off = fo[0][f];
+          int64_t* d0 = ip[f] + i0;
+          int64_t* d1 = ip[f + 1] + i0;
+          int64_t* d2 = ip[f + 2] + i0;
+          int64_t* d3 = ip[f + 3] + i0;
+          int64_t j = 0;
+  #if defined(__x86_64__)
+          if (have_avx2()) j = transpose_4x8_avx2(rec, off, t, d0, d1, d2, d3);
+  #endif
+          for (; j < t; ++j) {
+            uint32_t v[4];
+            std::memcpy(v, rec[j] + off, 16);
+            d0[j] = v[0];
+            d1[j] = v[1];
+            d2[j] = v[2];
+            d3[j] = v[3];
+          }
+          f += 3;
+          continue;
+        }
+        if (layout_.features[f].kind == FeatureKind::kCategorical) {
+          if (uniform_offsets_) {  // every shard has the same record layout: one offset for the tile
+            const uint32_t off = fo[0][f];
+            for (int64_t j = 0; j < t; ++j) {
+              uint32_t v;
+              std::memcpy(&v, rec[j] + off, 4);
+              dst[i0 + j] = v;
+            }
+          } else {
+            for (int64_t j = 0; j < t; ++j) {
+              uint32_t v;
+              std::memcpy(&v, rec[j] + fo[j][f], 4);
+              dst[i0 + j] = v;
+            }
+          }
+        } else {
+          int64_t k = nnz[f];
+          for (int64_t j = 0; j < t; ++j) {
+            const uint8_t* p = rec[j] + fo[j][f];
+            uint32_t count;
+            std::memcpy(&count, p, 4);  // in 1..max_bag: checked with the block
+            for (uint32_t e = 0; e < count; ++e) {
+              uint32_t v;
+              std::memcpy(&v, p + 4 + 4 * e, 4);
+              dst[k++] = v;
+            }
+            op[f][i0 + j + 1] = k;
+          }
+          nnz[f] = k;
+        }
+      }
+    }
+  };
   for (int64_t a = 0; a < n;) {
     const RowRef first = rows[a];
     const ShardFile& sf = *shards_[static_cast<size_t>(first.shard)];
@@ -293,10 +363,9 @@ void ShardDataset::decode(const RowRef* rows, int64_t n, BatchBuffer& buf, Batch
     sf.verify_row(first.row);
     const uint64_t stride = sf.record_bytes();
     const bool contiguous = 2 * (b - a) >= hi - lo + 1;
-    const size_t bytes = contiguous ? static_cast<size_t>(hi - lo + 1) * stride : static_cast<size_t>(b - a) * stride;
-    uint8_t* dst = scratch.staging.data() + staged;
+    uint8_t* dst = scratch.staging.data();
     if (contiguous) {
-      std::memcpy(dst, sf.record(lo), bytes);
+      std::memcpy(dst, sf.record(lo), static_cast<size_t>(hi - lo + 1) * stride);
       for (int64_t i = a; i < b; ++i) scratch.recs[static_cast<size_t>(i)] = dst + static_cast<uint64_t>(rows[i].row - lo) * stride;
     } else {
       for (int64_t i = a; i < b; ++i, dst += stride) {
@@ -306,76 +375,8 @@ void ShardDataset::decode(const RowRef* rows, int64_t n, BatchBuffer& buf, Batch
     }
     if (!uniform_offsets_)
       for (int64_t i = a; i < b; ++i) scratch.shard_of[static_cast<size_t>(i)] = first.shard;
-    staged += bytes;
+    transpose(a, b);
     a = b;
-  }
-  constexpr int64_t kTile = 64;
-  const uint32_t* fo[kTile];  // per row of the tile: its shard's feature offsets (all alike when uniform)
-  for (int64_t i0 = 0; i0 < n; i0 += kTile) {
-    const int64_t t = std::min(kTile, n - i0);
-    const uint8_t* const* rec = scratch.recs.data() + i0;
-    for (int64_t j = 0; j < t; ++j)
-      fo[j] = feature_offsets_[uniform_offsets_ ? 0 : static_cast<size_t>(scratch.shard_of[static_cast<size_t>(i0 + j)])].data();
-    for (int64_t j = 0; j < t; ++j) {
-      std::memcpy(lp + i0 + j, rec[j], 4);
-      copy_small(dp + (i0 + j) * nd, rec[j] + 4, static_cast<size_t>(nd) * 4);
-    }
-    for (size_t f = 0; f < ns; ++f) {
-      int64_t* dst = ip[f];
-      if (uniform_offsets_ && f + 4 <= ns && quad_[f]) {
-        // Four categorical features stored next to each other: one 16-byte load per record feeds
-        // four columns (a quarter of the loads of one feature at a time).
-        const uint32_t off = fo[0][f];
-        int64_t* d0 = ip[f] + i0;
-        int64_t* d1 = ip[f + 1] + i0;
-        int64_t* d2 = ip[f + 2] + i0;
-        int64_t* d3 = ip[f + 3] + i0;
-        int64_t j = 0;
-#if defined(__x86_64__)
-        if (have_avx2()) j = transpose_4x8_avx2(rec, off, t, d0, d1, d2, d3);
-#endif
-        for (; j < t; ++j) {
-          uint32_t v[4];
-          std::memcpy(v, rec[j] + off, 16);
-          d0[j] = v[0];
-          d1[j] = v[1];
-          d2[j] = v[2];
-          d3[j] = v[3];
-        }
-        f += 3;
-        continue;
-      }
-      if (layout_.features[f].kind == FeatureKind::kCategorical) {
-        if (uniform_offsets_) {  // every shard has the same record layout: one offset for the tile
-          const uint32_t off = fo[0][f];
-          for (int64_t j = 0; j < t; ++j) {
-            uint32_t v;
-            std::memcpy(&v, rec[j] + off, 4);
-            dst[i0 + j] = v;
-          }
-        } else {
-          for (int64_t j = 0; j < t; ++j) {
-            uint32_t v;
-            std::memcpy(&v, rec[j] + fo[j][f], 4);
-            dst[i0 + j] = v;
-          }
-        }
-      } else {
-        int64_t k = nnz[f];
-        for (int64_t j = 0; j < t; ++j) {
-          const uint8_t* p = rec[j] + fo[j][f];
-          uint32_t count;
-          std::memcpy(&count, p, 4);  // in 1..max_bag: checked with the block
-          for (uint32_t e = 0; e < count; ++e) {
-            uint32_t v;
-            std::memcpy(&v, p + 4 + 4 * e, 4);
-            dst[k++] = v;
-          }
-          op[f][i0 + j + 1] = k;
-        }
-        nnz[f] = k;
-      }
-    }
   }
   Batch b;
   b.labels = labels.slice_rows(0, n);
