@@ -5,6 +5,7 @@
 #include "src/core/allocator.h"
 #include "src/model/dcnv2.h"
 #include "src/model/dlrm.h"
+#include "src/model/model_parallel.h"
 
 namespace rf {
 
@@ -24,8 +25,23 @@ void ModelConfig::validate() const {
   // The CPU GEMMs take fp32 or bf16 operands; fp16 (with loss scaling) is CUDA's.
   if (compute == DType::kF16 && !device.is_cuda())
     throw ConfigError("train.precision=fp16 needs the CUDA backend; use bf16 or fp32 on the CPU, or train.device=cuda");
-  if (device.is_cuda() && parallel)
-    throw ConfigError("train.device=cuda: sharded tables and tensor parallelism run on the CPU only so far");
+  if (device.is_cuda() && parallel) {
+    // Sharded tables run on the GPU (NCCL for the pooled embeddings and their gradients); these parts
+    // of them are host code so far.
+    if (parallel->tp_size() > 1)
+      throw ConfigError("train.device=cuda: tensor parallelism ([parallel] tensor_parallel > 1) runs on the CPU only so far");
+    const ShardingPlan* plan = parallel->plan();
+    for (size_t t = 0; plan && t < plan->placement.size(); ++t) {
+      if (plan->placement[t].kind == ShardingKind::kReplicated) continue;
+      if (pooling == PoolMode::kMean)
+        throw ConfigError("train.device=cuda: sharded tables with [model] pooling = mean run on the CPU only so far; "
+                          "use pooling = sum or replicated tables");
+      if (plan->placement[t].kind == ShardingKind::kColumn && plan->state_floats_per_row > 0)
+        throw ConfigError("train.device=cuda: table " + std::to_string(t) +
+                          " is column-sharded with a row-wise sparse optimizer, whose full-row statistics are "
+                          "exchanged on the host so far; shard it by table or row, or use [optimizer] sparse = sgd");
+    }
+  }
   if (compute != DType::kF32 && compute != DType::kBF16 && compute != DType::kF16)
     throw ConfigError(std::string("train.precision: expected fp32, bf16 or fp16, got ") + dtype_name(compute));
 }

@@ -2,6 +2,7 @@
 #include "src/model/model_parallel.h"
 
 #include "parallel/mpi_communicator.h"
+#include "parallel/nccl_communicator.h"
 #include "parallel/process_group.h"
 #include "src/config/config.h"
 #include "src/core/error.h"
@@ -11,9 +12,13 @@
 namespace rf {
 
 ModelParallel::ModelParallel(std::unique_ptr<Communicator> embedding, std::unique_ptr<Communicator> tensor,
-                             std::shared_ptr<const ShardingPlan> plan)
-    : embedding_(std::move(embedding)), tensor_(std::move(tensor)), plan_(std::move(plan)) {
+                             std::shared_ptr<const ShardingPlan> plan, std::unique_ptr<Communicator> embedding_device)
+    : embedding_(std::move(embedding)), tensor_(std::move(tensor)), embedding_device_(std::move(embedding_device)),
+      plan_(std::move(plan)) {
   RF_CHECK(embedding_ && tensor_, "ModelParallel: both communicators are needed");
+  RF_CHECK(!embedding_device_ || (embedding_device_->size() == embedding_->size() &&
+                                  embedding_device_->rank() == embedding_->rank()),
+           "ModelParallel: the device embedding group differs from the host one");
   RF_CHECK(!plan_ || plan_->world == embedding_->size(), "ModelParallel: plan over ", plan_ ? plan_->world : 0,
            " ranks, embedding group of ", embedding_->size());
 }
@@ -152,9 +157,12 @@ std::shared_ptr<ModelParallel> make_model_parallel(const Config& cfg, const Para
   if (grid.tp_size > 1)
     log_info("tensor parallelism: ", grid.tp_size, " ranks per group split the ", mc.type == "dcnv2" ? "deep tower" : "top MLP",
              " (column- then row-parallel pairs), ", grid.dp_size, " data-parallel group(s)");
+  // Tables on a GPU: their pooled embeddings and gradients cross over NCCL on that GPU.
+  std::unique_ptr<Communicator> device_comm;
+  if (sharded && mc.device.is_cuda()) device_comm = make_nccl_communicator(grid.data_parallel, mc.device.index);
   return std::make_shared<ModelParallel>(std::make_unique<MpiCommunicator>(grid.data_parallel),
                                          std::make_unique<MpiCommunicator>(grid.tensor_parallel),
-                                         sharded ? plan : nullptr);
+                                         sharded ? plan : nullptr, std::move(device_comm));
 }
 
 int64_t embedding_bytes_allocated(const ParameterList& params,

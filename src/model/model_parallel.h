@@ -30,10 +30,15 @@ struct AllToAllStats {
 class ModelParallel {
  public:
   // plan: over embedding->size() ranks; null means every table replicated. tensor: size 1 for none.
+  // embedding_device: the same group as `embedding` on the model's GPU (NCCL), for the pooled
+  // embeddings and their gradients when the tables live there; null on the CPU.
   ModelParallel(std::unique_ptr<Communicator> embedding, std::unique_ptr<Communicator> tensor,
-                std::shared_ptr<const ShardingPlan> plan);
+                std::shared_ptr<const ShardingPlan> plan, std::unique_ptr<Communicator> embedding_device = nullptr);
 
+  // Host collectives of the embedding group: batch sizes, lookup indices, gathers of full tensors.
   Communicator& embedding_comm() { return *embedding_; }
+  // Where the float payloads of the embedding all-to-alls go: NCCL on the tables' GPU, else the host one.
+  Communicator& embedding_payload_comm() { return embedding_device_ ? *embedding_device_ : *embedding_; }
   Communicator& tp_comm() { return *tensor_; }
   int tp_size() const { return tensor_->size(); }
   const ShardingPlan* plan() const { return plan_.get(); }
@@ -64,14 +69,14 @@ class ModelParallel {
   };
   // The full optimizer state for a checkpoint, named "<kind>/<parameter>": element-wise state is
   // gathered as its parameter is, per-row state along the rows. A collective like
-  // gather_full_parameters. Per-row state of a column-sharded parameter has no full tensor (each
-  // column shard keeps its own accumulator): the caller refuses that before training.
+  // gather_full_parameters. Per-row state of a column-sharded parameter is the same on every column
+  // shard (row statistics over the full row), so any shard's copy is the full tensor.
   std::map<std::string, Tensor> gather_full_state(const ParameterList& local,
                                                   const std::vector<std::pair<std::string, Tensor*>>& state,
                                                   const std::vector<StateKind>& kinds);
 
  private:
-  std::unique_ptr<Communicator> embedding_, tensor_;
+  std::unique_ptr<Communicator> embedding_, tensor_, embedding_device_;
   std::shared_ptr<const ShardingPlan> plan_;
   std::vector<Shard> shards_;
 };

@@ -5,11 +5,14 @@
 // requester applies the mean, because a row-wise owner sees only part of each bag.
 #include "src/model/sharded_embedding.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/concat.h"
+#include "kernels/loss_scaler.h"
 #include "src/core/error.h"
 
 namespace rf {
@@ -31,20 +34,48 @@ Tensor i64_tensor(const std::vector<int64_t>& v) {
   return t;
 }
 
-// An all_to_all_v timed into the model's counters.
-void exchange(ModelParallel& mp, const Tensor& in, const std::vector<int64_t>& send, Tensor& out,
-              const std::vector<int64_t>& recv) {
-  auto t0 = std::chrono::steady_clock::now();
-  mp.embedding_comm().all_to_all_v(in, send, out, recv);
-  mp.a2a.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  for (int64_t c : send) mp.a2a.bytes += c * static_cast<int64_t>(dtype_size(in.dtype()));
-  ++mp.a2a.calls;
-}
+Tensor on(const Tensor& t, Device d) { return t.device() == d ? t : t.to(d); }
 
 int64_t total(const std::vector<int64_t>& v) {
   int64_t s = 0;
   for (int64_t x : v) s += x;
   return s;
+}
+
+// An all_to_all_v over `comm`, timed into the model's counters. `in` moves to the communicator's
+// device when it lives elsewhere; the result ([max(1, received)] elements) is returned on `out_device`.
+Tensor exchange(ModelParallel& mp, Communicator& comm, const Tensor& in, const std::vector<int64_t>& send,
+                const std::vector<int64_t>& recv, Device out_device) {
+  auto t0 = std::chrono::steady_clock::now();
+  Tensor out = Tensor::empty({std::max<int64_t>(1, total(recv))}, in.dtype(), comm.device());
+  comm.all_to_all_v(on(in, comm.device()), send, out, recv);
+  mp.a2a.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (int64_t c : send) mp.a2a.bytes += c * static_cast<int64_t>(dtype_size(in.dtype()));
+  ++mp.a2a.calls;
+  return on(out, out_device);
+}
+
+// The 1-D concatenation of `parts` (each viewed as one row) on `device`, [max(1, total)] elements:
+// the send buffer of an all-to-all, packed where the parts live.
+Tensor pack(const std::vector<Tensor>& parts, Device device) {
+  std::vector<Tensor> rows;
+  int64_t n = 0;
+  for (const Tensor& p : parts)
+    if (p.numel() > 0) {
+      rows.push_back(p.view({1, p.numel()}));
+      n += p.numel();
+    }
+  Tensor out = Tensor::empty({std::max<int64_t>(1, n)}, DType::kF32, device);
+  if (n > 0) {
+    Tensor as_row = out.view({1, n});
+    concat_columns(rows, as_row);
+  }
+  return out;
+}
+
+// Elements [offset, offset + rows * cols) of a 1-D tensor as [rows, cols].
+Tensor block(const Tensor& flat, int64_t offset, int64_t rows, int64_t cols) {
+  return flat.slice_rows(offset, offset + rows * cols).view({rows, cols});
 }
 
 }  // namespace
@@ -125,7 +156,8 @@ void ShardedEmbeddingCollection::forward(const std::vector<Tensor>& indices, con
            "embedding collection has ", T, " tables, batch has ", indices.size(), " categorical features");
   const int64_t B = offsets.empty() ? 0 : offsets[0].numel() - 1;
   check_shape(pooled, {B, T, dim_}, "pooled embeddings");
-  const int W = comm().size(), me = comm().rank();
+  const Device dev = pooled.device();
+  const int W = comm().size();
 
   // Every rank's batch size, so owners know how many bags each message holds.
   Tensor b1 = Tensor::from_vector<int64_t>({B}, {1});
@@ -133,14 +165,21 @@ void ShardedEmbeddingCollection::forward(const std::vector<Tensor>& indices, con
   comm().all_gather(b1, bs);
   batches_ = bs.to_vector<int64_t>();
 
-  // Indices out: for each destination, for each piece it holds, [B] lengths then the piece's rows.
+  // Indices out (routed on the host, exchanged over the host group): for each destination, for each
+  // piece it holds, [B] lengths then the piece's rows.
+  std::vector<Tensor> host_idx(static_cast<size_t>(T)), host_off(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t)
+    if (plan_->placement[static_cast<size_t>(t)].kind != ShardingKind::kReplicated) {
+      host_idx[static_cast<size_t>(t)] = on(indices[static_cast<size_t>(t)], Device::cpu());
+      host_off[static_cast<size_t>(t)] = on(offsets[static_cast<size_t>(t)], Device::cpu());
+    }
   std::vector<int64_t> send;
   std::vector<int64_t> send_counts(static_cast<size_t>(W), 0);
   for (int d = 0; d < W; ++d) {
     size_t start = send.size();
     for (const auto& [t, p] : pieces_of(d)) {
-      const int64_t* idx = indices[static_cast<size_t>(t)].data<int64_t>();
-      const int64_t* off = offsets[static_cast<size_t>(t)].data<int64_t>();
+      const int64_t* idx = host_idx[static_cast<size_t>(t)].data<int64_t>();
+      const int64_t* off = host_off[static_cast<size_t>(t)].data<int64_t>();
       const int64_t rows = sizes_[static_cast<size_t>(t)];
       size_t lengths = send.size();
       send.resize(send.size() + static_cast<size_t>(B));
@@ -162,11 +201,9 @@ void ShardedEmbeddingCollection::forward(const std::vector<Tensor>& indices, con
     send_counts[static_cast<size_t>(d)] = static_cast<int64_t>(send.size() - start);
   }
   std::vector<int64_t> ones(static_cast<size_t>(W), 1);
-  Tensor counts_out = i64_tensor(send_counts), counts_in = Tensor::empty({W}, DType::kI64);
-  exchange(*mp_, counts_out, ones, counts_in, ones);
+  Tensor counts_in = exchange(*mp_, comm(), i64_tensor(send_counts), ones, ones, Device::cpu());
   std::vector<int64_t> recv_counts = counts_in.to_vector<int64_t>();
-  Tensor send_t = i64_tensor(send), recv_t = Tensor::empty({std::max<int64_t>(1, total(recv_counts))}, DType::kI64);
-  exchange(*mp_, send_t, send_counts, recv_t, recv_counts);
+  Tensor recv_t = exchange(*mp_, comm(), i64_tensor(send), send_counts, recv_counts, Device::cpu());
 
   // Owners: every source's bags, in rank order, into one bag list per piece; pool each with kSum.
   const int64_t all_bags = total(batches_);
@@ -190,69 +227,72 @@ void ShardedEmbeddingCollection::forward(const std::vector<Tensor>& indices, con
       pos += bsz + n;
     }
   }
-  std::vector<Tensor> outs;  // per owned piece: [all_bags, cols]
+  std::vector<Tensor> outs;  // per owned piece: [all_bags, cols] on the tables' device
   for (Owned& o : owned_) {
-    Tensor out = Tensor::empty({all_bags, o.piece.cols()}, DType::kF32);
+    Tensor out = Tensor::empty({all_bags, o.piece.cols()}, DType::kF32, dev);
     embedding_bag_forward(params_[static_cast<size_t>(param_of_table_[static_cast<size_t>(o.table)])].value,
-                          i64_tensor(o.rows), i64_tensor(o.offsets), PoolMode::kSum, out);
+                          on(i64_tensor(o.rows), dev), on(i64_tensor(o.offsets), dev), PoolMode::kSum, out);
     outs.push_back(out);
   }
 
   // Pooled blocks back: to source s, per owned piece, the rows of s's bags.
   std::vector<int64_t> back_counts(static_cast<size_t>(W), 0), in_counts(static_cast<size_t>(W), 0);
-  for (int s = 0; s < W; ++s)
-    for (const Owned& o : owned_) back_counts[static_cast<size_t>(s)] += batches_[static_cast<size_t>(s)] * o.piece.cols();
+  std::vector<Tensor> back_parts;
+  int64_t first_bag = 0;
+  for (int s = 0; s < W; ++s) {
+    const int64_t bsz = batches_[static_cast<size_t>(s)];
+    for (size_t k = 0; k < owned_.size(); ++k) {
+      back_counts[static_cast<size_t>(s)] += bsz * owned_[k].piece.cols();
+      back_parts.push_back(outs[k].slice_rows(first_bag, first_bag + bsz));
+    }
+    first_bag += bsz;
+  }
   for (int d = 0; d < W; ++d)
     for (const auto& [t, p] : pieces_of(d)) in_counts[static_cast<size_t>(d)] += B * p.cols();
-  Tensor back = Tensor::empty({std::max<int64_t>(1, total(back_counts))}, DType::kF32);
-  {
-    float* dst = back.data<float>();
-    int64_t first_bag = 0;
-    for (int s = 0; s < W; ++s) {
-      const int64_t bsz = batches_[static_cast<size_t>(s)];
-      for (size_t k = 0; k < owned_.size(); ++k) {
-        const int64_t n = bsz * owned_[k].piece.cols();
-        if (n > 0) std::memcpy(dst, outs[k].data<float>() + first_bag * owned_[k].piece.cols(), static_cast<size_t>(n) * sizeof(float));
-        dst += n;
-      }
-      first_bag += bsz;
-    }
-  }
-  Tensor got = Tensor::empty({std::max<int64_t>(1, total(in_counts))}, DType::kF32);
-  exchange(*mp_, back, back_counts, got, in_counts);
+  Communicator& payload = mp_->embedding_payload_comm();
+  Tensor got = exchange(*mp_, payload, pack(back_parts, dev), back_counts, in_counts, dev);
 
-  // Requester: replicated tables locally, sharded ones from their owners (row-wise partial sums added
-  // in rank order, so every rank and every run adds them the same way).
-  pooled.fill_zero();
-  float* out = pooled.data<float>();
-  const size_t row_bytes = static_cast<size_t>(dim_) * sizeof(float);
-  for (int64_t t = 0; t < T; ++t) {
-    if (plan_->placement[static_cast<size_t>(t)].kind != ShardingKind::kReplicated) continue;
-    if (scratch_.shape() != Shape{B, dim_}) scratch_ = Tensor::empty({B, dim_}, DType::kF32);
-    embedding_bag_forward(params_[static_cast<size_t>(param_of_table_[static_cast<size_t>(t)])].value,
-                          indices[static_cast<size_t>(t)], offsets[static_cast<size_t>(t)], mode_, scratch_);
-    const float* src = scratch_.data<float>();
-    for (int64_t b = 0; b < B; ++b) std::memcpy(out + (b * T + t) * dim_, src + b * dim_, row_bytes);
-  }
-  const float* g = got.data<float>();
+  // Requester: [B, T * dim] as one column block per table (replicated tables pooled here, table-wise
+  // pieces as received, column-wise pieces side by side, row-wise partial sums added in rank order so
+  // every rank and every run adds them the same way).
+  std::vector<std::vector<std::pair<int64_t, Tensor>>> received(static_cast<size_t>(T));  // (col_begin, block)
+  int64_t g = 0;
   for (int d = 0; d < W; ++d)
     for (const auto& [t, p] : pieces_of(d)) {
-      const int64_t cols = p.cols();
-      const bool add = plan_->placement[static_cast<size_t>(t)].kind == ShardingKind::kRow;
-      for (int64_t b = 0; b < B; ++b) {
-        float* o = out + (b * T + t) * dim_ + p.col_begin;
-        const float* src = g + b * cols;
-        if (add)
-          for (int64_t c = 0; c < cols; ++c) o[c] += src[c];
-        else
-          std::memcpy(o, src, static_cast<size_t>(cols) * sizeof(float));
-      }
-      g += B * cols;
+      received[static_cast<size_t>(t)].emplace_back(p.col_begin, block(got, g, B, p.cols()));
+      g += B * p.cols();
     }
+  if (B == 0) return;
+  std::vector<Tensor> columns;
+  for (int64_t t = 0; t < T; ++t) {
+    const ShardingKind kind = plan_->placement[static_cast<size_t>(t)].kind;
+    auto& parts = received[static_cast<size_t>(t)];
+    if (kind == ShardingKind::kReplicated) {
+      Tensor out = Tensor::empty({B, dim_}, DType::kF32, dev);
+      embedding_bag_forward(params_[static_cast<size_t>(param_of_table_[static_cast<size_t>(t)])].value,
+                            indices[static_cast<size_t>(t)], offsets[static_cast<size_t>(t)], mode_, out);
+      columns.push_back(out);
+    } else if (kind == ShardingKind::kRow) {
+      Tensor sum = parts[0].second;
+      for (size_t i = 1; i < parts.size(); ++i) {
+        Tensor next = Tensor::empty({B, dim_}, DType::kF32, dev);
+        split_columns(parts[i].second, &sum, {next});  // next = part_i + sum
+        sum = next;
+      }
+      columns.push_back(sum);
+    } else {
+      std::sort(parts.begin(), parts.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
+      for (auto& [c0, blk] : parts) columns.push_back(blk);
+    }
+  }
+  Tensor flat = pooled.view({B, T * dim_});
+  concat_columns(columns, flat);
   if (mode_ == PoolMode::kMean) {  // as the kernel does it: times 1/length, empty bags stay zero
+    RF_CHECK(dev.is_cpu(), "sharded tables with mean pooling run on the CPU only so far");
+    float* out = pooled.data<float>();
     for (int64_t t = 0; t < T; ++t) {
       if (plan_->placement[static_cast<size_t>(t)].kind == ShardingKind::kReplicated) continue;
-      const int64_t* off = offsets[static_cast<size_t>(t)].data<int64_t>();
+      const int64_t* off = host_off[static_cast<size_t>(t)].data<int64_t>();
       for (int64_t b = 0; b < B; ++b) {
         if (off[b + 1] == off[b]) continue;
         const float inv = 1.0f / static_cast<float>(off[b + 1] - off[b]);
@@ -261,7 +301,6 @@ void ShardedEmbeddingCollection::forward(const std::vector<Tensor>& indices, con
       }
     }
   }
-  (void)me;
 }
 
 void ShardedEmbeddingCollection::backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
@@ -270,76 +309,103 @@ void ShardedEmbeddingCollection::backward(const std::vector<Tensor>& indices, co
   const int64_t T = num_tables();
   const int64_t B = grad_pooled.size(0);
   const int W = comm().size();
+  const Device dev = grad_pooled.device();
   RF_CHECK(B == batches_[static_cast<size_t>(comm().rank())], "sharded embedding backward: batch ", B,
            ", the last forward had ", batches_[static_cast<size_t>(comm().rank())]);
-  const float* gp = grad_pooled.data<float>();
+
+  // [B, T * dim] -> one [B, dim] gradient block per table (mean: times 1/length, as the owner sums).
+  std::vector<Tensor> per_table;
+  for (int64_t t = 0; t < T; ++t) per_table.push_back(Tensor::empty({B, dim_}, DType::kF32, dev));
+  if (B > 0) split_columns(grad_pooled.view({B, T * dim_}), nullptr, per_table);
+  if (mode_ == PoolMode::kMean) {
+    RF_CHECK(dev.is_cpu(), "sharded tables with mean pooling run on the CPU only so far");
+    for (int64_t t = 0; t < T; ++t) {
+      if (plan_->placement[static_cast<size_t>(t)].kind == ShardingKind::kReplicated) continue;
+      const Tensor off_t = on(offsets[static_cast<size_t>(t)], Device::cpu());
+      const int64_t* off = off_t.data<int64_t>();
+      float* gt = per_table[static_cast<size_t>(t)].data<float>();
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t len = off[b + 1] - off[b];
+        const float scale = len > 0 ? 1.0f / static_cast<float>(len) : 0.0f;
+        for (int64_t c = 0; c < dim_; ++c) gt[b * dim_ + c] = scale * gt[b * dim_ + c];
+      }
+    }
+  }
 
   // Replicated tables: this rank's sparse gradient (the trainer merges it across ranks).
   for (int64_t t = 0; t < T; ++t) {
     if (plan_->placement[static_cast<size_t>(t)].kind != ShardingKind::kReplicated) continue;
-    if (scratch_.shape() != Shape{B, dim_}) scratch_ = Tensor::empty({B, dim_}, DType::kF32);
-    float* s = scratch_.data<float>();
-    for (int64_t b = 0; b < B; ++b)
-      std::memcpy(s + b * dim_, gp + (b * T + t) * dim_, static_cast<size_t>(dim_) * sizeof(float));
     Parameter& p = params_[static_cast<size_t>(param_of_table_[static_cast<size_t>(t)])];
     p.sparse_grad = embedding_bag_backward(indices[static_cast<size_t>(t)], offsets[static_cast<size_t>(t)],
-                                           scratch_, mode_, sizes_[static_cast<size_t>(t)]);
+                                           per_table[static_cast<size_t>(t)], mode_, sizes_[static_cast<size_t>(t)]);
   }
 
-  // Pooled gradients to the owners (mean: already divided by the bag length, as the owner sums).
+  // Column-wise tables: the table's block split into its pieces' columns.
+  std::vector<std::vector<Tensor>> column_parts(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) {
+    const TablePlacement& pl = plan_->placement[static_cast<size_t>(t)];
+    if (pl.kind != ShardingKind::kColumn) continue;
+    std::vector<const ShardPiece*> by_col;
+    for (const ShardPiece& p : pl.pieces) by_col.push_back(&p);
+    std::sort(by_col.begin(), by_col.end(), [](const ShardPiece* x, const ShardPiece* y) { return x->col_begin < y->col_begin; });
+    std::vector<Tensor> parts;
+    for (const ShardPiece* p : by_col) parts.push_back(Tensor::empty({B, p->cols()}, DType::kF32, dev));
+    if (B > 0) split_columns(per_table[static_cast<size_t>(t)], nullptr, parts);
+    column_parts[static_cast<size_t>(t)].resize(pl.pieces.size());
+    for (size_t i = 0; i < by_col.size(); ++i)
+      column_parts[static_cast<size_t>(t)][static_cast<size_t>(by_col[i] - pl.pieces.data())] = parts[i];
+  }
+  auto piece_grad = [&](int t, const ShardPiece& p) -> Tensor {
+    const TablePlacement& pl = plan_->placement[static_cast<size_t>(t)];
+    if (pl.kind != ShardingKind::kColumn) return per_table[static_cast<size_t>(t)];
+    return column_parts[static_cast<size_t>(t)][static_cast<size_t>(&p - pl.pieces.data())];
+  };
+
+  // Pooled gradients to the owners.
   std::vector<int64_t> send_counts(static_cast<size_t>(W), 0), recv_counts(static_cast<size_t>(W), 0);
-  for (int d = 0; d < W; ++d)
-    for (const auto& [t, p] : pieces_of(d)) send_counts[static_cast<size_t>(d)] += B * p.cols();
-  for (int s = 0; s < W; ++s)
-    for (const Owned& o : owned_) recv_counts[static_cast<size_t>(s)] += batches_[static_cast<size_t>(s)] * o.piece.cols();
-  Tensor send = Tensor::empty({std::max<int64_t>(1, total(send_counts))}, DType::kF32);
-  float* dst = send.data<float>();
+  std::vector<Tensor> send_parts;
   for (int d = 0; d < W; ++d)
     for (const auto& [t, p] : pieces_of(d)) {
-      const int64_t* off = offsets[static_cast<size_t>(t)].data<int64_t>();
-      for (int64_t b = 0; b < B; ++b) {
-        const float* src = gp + (b * T + t) * dim_ + p.col_begin;
-        if (mode_ == PoolMode::kMean) {
-          const int64_t len = off[b + 1] - off[b];
-          const float scale = len > 0 ? 1.0f / static_cast<float>(len) : 0.0f;
-          for (int64_t c = 0; c < p.cols(); ++c) dst[c] = scale * src[c];
-        } else {
-          std::memcpy(dst, src, static_cast<size_t>(p.cols()) * sizeof(float));
-        }
-        dst += p.cols();
-      }
+      send_counts[static_cast<size_t>(d)] += B * p.cols();
+      send_parts.push_back(piece_grad(t, *plan_->piece(t, d)));
     }
-  Tensor recv = Tensor::empty({std::max<int64_t>(1, total(recv_counts))}, DType::kF32);
-  exchange(*mp_, send, send_counts, recv, recv_counts);
+  for (int s = 0; s < W; ++s)
+    for (const Owned& o : owned_) recv_counts[static_cast<size_t>(s)] += batches_[static_cast<size_t>(s)] * o.piece.cols();
+  Tensor recv = exchange(*mp_, mp_->embedding_payload_comm(), pack(send_parts, dev), send_counts, recv_counts, dev);
 
   // Owners: one [all bags, cols] gradient per piece, sources in rank order (the bag order of the
   // forward), reduced to the piece's sparse gradient and averaged over the group.
   const int64_t all_bags = total(batches_);
-  std::vector<Tensor> grads;
-  for (const Owned& o : owned_) grads.push_back(Tensor::empty({all_bags, o.piece.cols()}, DType::kF32));
-  const float* src = recv.data<float>();
-  int64_t first_bag = 0;
+  std::vector<std::vector<Tensor>> chunks(owned_.size());
+  int64_t pos = 0;
   for (int s = 0; s < W; ++s) {
     const int64_t bsz = batches_[static_cast<size_t>(s)];
     for (size_t k = 0; k < owned_.size(); ++k) {
-      const int64_t n = bsz * owned_[k].piece.cols();
-      if (n > 0)
-        std::memcpy(grads[k].data<float>() + first_bag * owned_[k].piece.cols(), src, static_cast<size_t>(n) * sizeof(float));
-      src += n;
+      chunks[k].push_back(block(recv, pos, bsz, owned_[k].piece.cols()));
+      pos += bsz * owned_[k].piece.cols();
     }
-    first_bag += bsz;
   }
-  const float inv_w = static_cast<float>(W);
   for (size_t k = 0; k < owned_.size(); ++k) {
     const Owned& o = owned_[k];
+    Tensor grads = pack(chunks[k], dev).slice_rows(0, all_bags * o.piece.cols()).view({all_bags, o.piece.cols()});
     Parameter& p = params_[static_cast<size_t>(param_of_table_[static_cast<size_t>(o.table)])];
-    p.sparse_grad = embedding_bag_backward(i64_tensor(o.rows), i64_tensor(o.offsets), grads[k], PoolMode::kSum,
-                                           o.piece.rows());
-    // The data-parallel average, divided (not multiplied by 1/W) as sync_sparse_grads does.
-    float* v = p.sparse_grad.values.data<float>();
-    for (int64_t i = 0; i < p.sparse_grad.values.numel(); ++i) v[i] = v[i] / inv_w;
+    p.sparse_grad = embedding_bag_backward(on(i64_tensor(o.rows), dev), on(i64_tensor(o.offsets), dev), grads,
+                                           PoolMode::kSum, o.piece.rows());
+    // The data-parallel average. On the host divided (not multiplied by 1/W) as sync_sparse_grads does;
+    // on a GPU multiplied by 1/W (the same for W a power of two).
+    if (W == 1 || !p.sparse_grad.values.defined() || p.sparse_grad.values.numel() == 0) continue;
+    if (dev.is_cpu()) {
+      float* v = p.sparse_grad.values.data<float>();
+      const float w = static_cast<float>(W);
+      for (int64_t i = 0; i < p.sparse_grad.values.numel(); ++i) v[i] = v[i] / w;
+    } else {
+      unscale_and_check({&p.sparse_grad.values}, 1.0f / static_cast<float>(W));
+    }
   }
-  if (has_column_tables_) exchange_full_row_sums();
+  if (has_column_tables_) {
+    RF_CHECK(dev.is_cpu(), "column-sharded tables with a row-wise sparse optimizer run on the CPU only so far");
+    exchange_full_row_sums();
+  }
 }
 
 // Every shard of a column-sharded table sees every lookup, so the shards' sparse gradients have the
@@ -396,8 +462,7 @@ void ShardedEmbeddingCollection::exchange_full_row_sums() {
         recv_counts[static_cast<size_t>(s)] += static_cast<int64_t>(partial[piece_of_table[static_cast<size_t>(t)]].size());
   Tensor send_t = Tensor::empty({std::max<int64_t>(1, static_cast<int64_t>(send.size()))}, DType::kF32);
   if (!send.empty()) std::memcpy(send_t.data<float>(), send.data(), send.size() * sizeof(float));
-  Tensor recv_t = Tensor::empty({std::max<int64_t>(1, total(recv_counts))}, DType::kF32);
-  exchange(*mp_, send_t, send_counts, recv_t, recv_counts);
+  Tensor recv_t = exchange(*mp_, comm(), send_t, send_counts, recv_counts, Device::cpu());
   // Sum in rank order into each owned column piece's full-row sums.
   std::vector<Tensor> full(owned_.size());
   for (size_t k = 0; k < owned_.size(); ++k)

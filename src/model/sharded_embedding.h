@@ -4,6 +4,10 @@
 // their rows with one all_to_all_v, pooled blocks come back with another, and the backward sends the
 // pooled gradients to the owners, which keep sparse gradients for their shards only (so the sparse
 // optimizer and its state exist only for the shard). Without a plan it is EmbeddingCollection.
+// Tables and activations may live on a GPU: indices are routed on the host and exchanged over the host
+// group (ModelParallel::embedding_comm), pooled embeddings and their gradients are packed on the
+// device and exchanged over ModelParallel::embedding_payload_comm (NCCL there, MPI on the CPU); the
+// same code runs on both.
 #pragma once
 
 #include <cstdint>
@@ -71,7 +75,6 @@ class ShardedEmbeddingCollection {
   std::vector<std::vector<std::pair<int, ShardPiece>>> by_rank_;
   std::vector<Owned> owned_;
   std::vector<int64_t> batches_;              // every rank's batch in the last forward
-  Tensor scratch_;
 };
 
 // Collective over mp's embedding group: table t of a sharded collection in full on every rank.

@@ -331,6 +331,37 @@ TEST(ModelParallel, TablesBeyondOneRanksBudgetTrainShardedAndThePlanMatchesAlloc
   EXPECT_LT(last, first) << "the same batch six times should lower its loss";
 }
 
+// What the GPU path of the sharded tables does not run yet is refused by ModelConfig::validate (no GPU
+// needed to check): tensor parallelism, mean pooling over sharded tables, column-wise tables under a
+// row-wise optimizer. Table- and row-wise tables with sum pooling pass.
+TEST(ModelParallel, GpuConfigurationsTheShardedPathRefuses) {
+  ProcessGroup& pg = ProcessGroup::get();
+  auto validate_on_gpu = [&](const std::string& sharding, int tp, const std::string& sparse, PoolMode pooling) {
+    Config cfg = config_for(sharding, tp, sparse);
+    ModelConfig mc = small_model("dlrm");
+    mc.pooling = pooling;
+    mc.parallel = make_model_parallel(cfg, pg.make_grid(tp), mc);  // host communicators: built on the CPU
+    mc.device = Device::cuda(0);
+    mc.validate();
+  };
+  EXPECT_NO_THROW(validate_on_gpu("table", 1, "rowwise_adagrad", PoolMode::kSum));
+  EXPECT_NO_THROW(validate_on_gpu("row", 1, "rowwise_adagrad", PoolMode::kSum));
+  EXPECT_NO_THROW(validate_on_gpu("column", 1, "sgd", PoolMode::kSum));
+  auto refusal = [&](const std::string& sharding, int tp, const std::string& sparse, PoolMode pooling) -> std::string {
+    try {
+      validate_on_gpu(sharding, tp, sparse, pooling);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  EXPECT_NE(refusal("row", 1, "sgd", PoolMode::kMean).find("pooling = mean"), std::string::npos);
+  EXPECT_NE(refusal("column", 1, "rowwise_adagrad", PoolMode::kSum).find("column-sharded with a row-wise sparse optimizer"),
+            std::string::npos);
+  if (pg.world_size() % 2 == 0)
+    EXPECT_NE(refusal("row", 2, "sgd", PoolMode::kSum).find("tensor parallelism"), std::string::npos);
+}
+
 TEST(ShardingPlanner, GreedyPlacementAndOverrides) {
   std::vector<TableSpec> t = {{1000, 8, 1}, {10, 8, 1}, {500, 8, 1}, {400, 8, 1}, {100000, 8, 1}};
   PlannerOptions o;
