@@ -28,7 +28,7 @@ TEST(GpuSharded, TablesOverNcclFollowTheCpu) {
   ModelConfig mc_gpu = test::small_model("dlrm", Device::cuda(0));
   std::vector<data::Batch> batches;
   for (uint64_t s = 0; s < 4; ++s) batches.push_back(test::random_batch(mc_cpu, 64, 40 + s));
-  Trainer cpu(cfg, mc_cpu), gpu(cfg, mc_gpu);
+  Trainer cpu(cfg, mc_cpu), gpu(cfg.with_overrides({"--train.device=cuda"}), mc_gpu);
   ASSERT_NE(gpu.model_parallel(), nullptr);
   ASSERT_NE(gpu.model_parallel()->plan(), nullptr);
   EXPECT_STREQ(gpu.model_parallel()->embedding_payload_comm().backend(), "nccl");
@@ -55,7 +55,7 @@ TEST(GpuSharded, RefusedCombinationsNameWhatRunsOnTheCpuOnly) {
   ModelConfig mc = test::small_model("dlrm", Device::cuda(0));
   mc.pooling = PoolMode::kMean;
   try {
-    Trainer t(sharded_config(), mc);
+    Trainer t(sharded_config().with_overrides({"--train.device=cuda"}), mc);
     ADD_FAILURE() << "mean pooling with sharded tables on the GPU was accepted";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("pooling = mean"), std::string::npos) << e.what();
