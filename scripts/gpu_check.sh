@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check for a lent machine: runs the CUDA kernel tests, then the kernel benchmark, from an
-# already built build directory, and keeps the logs. Whole run: well under 3 minutes on an H100/H200.
+# The GPU check for a lent machine: runs the CUDA kernel tests, the GPU training tests, then the kernel
+# benchmark, from an already built build directory, and keeps the logs. Whole run: a few minutes on an
+# H100/H200 (the training tests train small models to an AUC in three precisions).
 #   scripts/gpu_check.sh [BUILD_DIR]        (default: build)
 # Logs go to $OUT when set (the device tool's output folder), else to BUILD_DIR/gpu_check/.
 # Exit status: non-zero when a test fails or the benchmark's validation fails.
@@ -26,6 +27,18 @@ if [[ -x "$test_bin" ]]; then
   fi
 else
   echo "missing $test_bin (build it: ninja -C $build test_kernels_cuda)"; status=1
+fi
+
+# The model and trainer on the GPU, sharded tables over NCCL included (GpuStep, GpuTrain, GpuSharded).
+train_bin="$build/tests/gpu_train/test_gpu_train"
+if [[ -x "$train_bin" ]]; then
+  echo "== GPU training tests: $train_bin"
+  timeout 600 "$train_bin" --gtest_output="xml:$logs/test_gpu_train.xml" 2>&1 | tee "$logs/test_gpu_train.log"
+  rc=${PIPESTATUS[0]}
+  echo "== tests exit status $rc"
+  [[ $rc -ne 0 ]] && status=1
+else
+  echo "missing $train_bin (build it: ninja -C $build test_gpu_train)"; status=1
 fi
 
 bench_bin="$build/cuda_kernels_bench"
