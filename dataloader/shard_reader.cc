@@ -81,12 +81,11 @@ inline void copy_small(void* dst, const void* src, size_t n) {
   }
 }
 
-// ShardDataset::decode's per-thread scratch: the batch's records, and per batch position its record
-// in `staging` and its shard.
+// ShardDataset::decode's per-thread scratch: the records of the run being decoded, and per batch
+// position its record in `staging`.
 struct DecodeScratch {
   std::vector<uint8_t> staging;
   std::vector<const uint8_t*> recs;
-  std::vector<int32_t> shard_of;
 };
 
 }  // namespace
@@ -222,7 +221,8 @@ ShardDataset::ShardDataset(const std::string& path, const ColumnSchema* schema) 
   }
   block_rows_ = layout_.block_rows;
   for (const auto& sh : shards_) max_record_bytes_ = std::max<uint64_t>(max_record_bytes_, sh->record_bytes());
-  // quad_[f]: features f..f+3 are categorical and consecutive in the record (decode copies them together).
+  // quad_[f]: features f..f+3 are categorical and consecutive in the record (decode copies them
+  // together). With no multi-hot bag between them they are consecutive in every shard's records.
   quad_.assign(layout_.features.size(), false);
   const std::vector<uint32_t>& fo0 = feature_offsets_[0];
   for (size_t f = 0; f + 4 <= layout_.features.size(); ++f) {
@@ -231,8 +231,6 @@ ShardDataset::ShardDataset(const std::string& path, const ColumnSchema* schema) 
       q = q && layout_.features[k].kind == FeatureKind::kCategorical && fo0[k] == fo0[f] + 4 * (k - f);
     quad_[f] = q;
   }
-  uniform_offsets_ = std::all_of(feature_offsets_.begin(), feature_offsets_.end(),
-                                 [&](const std::vector<uint32_t>& fo) { return fo == feature_offsets_[0]; });
 }
 
 std::vector<int64_t> ShardDataset::table_sizes() const {
@@ -277,72 +275,57 @@ void ShardDataset::decode(const RowRef* rows, int64_t n, BatchBuffer& buf, Batch
   // the batch buffer: buffers rotate through the prefetch slots.
   thread_local DecodeScratch scratch;
   scratch.recs.resize(static_cast<size_t>(n));
-  scratch.shard_of.resize(static_cast<size_t>(n));
   // A run lies inside one block and stages at most twice its records' bytes (see `contiguous`).
   const size_t stage_bytes = static_cast<size_t>(std::min<int64_t>(block_rows_, 2 * n)) * max_record_bytes_;
   if (scratch.staging.size() < stage_bytes) scratch.staging.resize(stage_bytes);
+  // Rows [from, to) of the batch, all from one shard whose feature offsets are `fo`.
   constexpr int64_t kTile = 64;
-  const uint32_t* fo[kTile];  // per row of the tile: its shard's feature offsets (all alike when uniform)
-  auto transpose = [&](int64_t from, int64_t to) {
+  auto transpose = [&](int64_t from, int64_t to, const uint32_t* fo) {
     for (int64_t i0 = from; i0 < to; i0 += kTile) {
       const int64_t t = std::min(kTile, to - i0);
       const uint8_t* const* rec = scratch.recs.data() + i0;
-      for (int64_t j = 0; j < t; ++j)
-        fo[j] = feature_offsets_[uniform_offsets_ ? 0 : static_cast<size_t>(scratch.shard_of[static_cast<size_t>(i0 + j)])].data();
       for (int64_t j = 0; j < t; ++j) {
         std::memcpy(lp + i0 + j, rec[j], 4);
         copy_small(dp + (i0 + j) * nd, rec[j] + 4, static_cast<size_t>(nd) * 4);
       }
       for (size_t f = 0; f < ns; ++f) {
-        int64_t* dst = ip[f];
-        if (uniform_offsets_ && f + 4 <= ns && quad_[f]) {
+        int64_t* dst = ip[f] + i0;
+        const uint32_t off = fo[f];
+        if (f + 4 <= ns && quad_[f]) {
           // Four categorical features stored next to each other: one 16-byte load per record feeds
           // four columns (a quarter of the loads of one feature at a time).
-          const uint32_t off = fo[0][f];
-          int64_t* d0 = ip[f] + i0;
           int64_t* d1 = ip[f + 1] + i0;
           int64_t* d2 = ip[f + 2] + i0;
           int64_t* d3 = ip[f + 3] + i0;
           int64_t j = 0;
-  #if defined(__x86_64__)
-          if (have_avx2()) j = transpose_4x8_avx2(rec, off, t, d0, d1, d2, d3);
-  #endif
+#if defined(__x86_64__)
+          if (have_avx2()) j = transpose_4x8_avx2(rec, off, t, dst, d1, d2, d3);
+#endif
           for (; j < t; ++j) {
             uint32_t v[4];
             std::memcpy(v, rec[j] + off, 16);
-            d0[j] = v[0];
+            dst[j] = v[0];
             d1[j] = v[1];
             d2[j] = v[2];
             d3[j] = v[3];
           }
           f += 3;
-          continue;
-        }
-        if (layout_.features[f].kind == FeatureKind::kCategorical) {
-          if (uniform_offsets_) {  // every shard has the same record layout: one offset for the tile
-            const uint32_t off = fo[0][f];
-            for (int64_t j = 0; j < t; ++j) {
-              uint32_t v;
-              std::memcpy(&v, rec[j] + off, 4);
-              dst[i0 + j] = v;
-            }
-          } else {
-            for (int64_t j = 0; j < t; ++j) {
-              uint32_t v;
-              std::memcpy(&v, rec[j] + fo[j][f], 4);
-              dst[i0 + j] = v;
-            }
+        } else if (layout_.features[f].kind == FeatureKind::kCategorical) {
+          for (int64_t j = 0; j < t; ++j) {
+            uint32_t v;
+            std::memcpy(&v, rec[j] + off, 4);
+            dst[j] = v;
           }
         } else {
           int64_t k = nnz[f];
           for (int64_t j = 0; j < t; ++j) {
-            const uint8_t* p = rec[j] + fo[j][f];
+            const uint8_t* p = rec[j] + off;
             uint32_t count;
             std::memcpy(&count, p, 4);  // in 1..max_bag: checked with the block
             for (uint32_t e = 0; e < count; ++e) {
               uint32_t v;
               std::memcpy(&v, p + 4 + 4 * e, 4);
-              dst[k++] = v;
+              ip[f][k++] = v;
             }
             op[f][i0 + j + 1] = k;
           }
@@ -373,9 +356,7 @@ void ShardDataset::decode(const RowRef* rows, int64_t n, BatchBuffer& buf, Batch
         scratch.recs[static_cast<size_t>(i)] = dst;
       }
     }
-    if (!uniform_offsets_)
-      for (int64_t i = a; i < b; ++i) scratch.shard_of[static_cast<size_t>(i)] = first.shard;
-    transpose(a, b);
+    transpose(a, b, feature_offsets_[static_cast<size_t>(first.shard)].data());
     a = b;
   }
   Batch b;

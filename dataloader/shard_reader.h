@@ -82,8 +82,7 @@ class ShardDataset {
   int64_t block_rows_ = 0;
   std::vector<std::vector<uint32_t>> feature_offsets_;  // per shard: byte offset of each feature in a record
   uint64_t max_record_bytes_ = 0;
-  bool uniform_offsets_ = true;
-  std::vector<bool> quad_;  // every shard has the same feature offsets (no per-shard bag capacities)
+  std::vector<bool> quad_;  // features f..f+3 categorical and adjacent: decoded four at a time
   ShardLayout layout_;  // of the first shard; the others agree except row counts and bag capacities
 };
 

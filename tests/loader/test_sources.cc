@@ -228,6 +228,71 @@ TEST(ShardSource, WideCategoricalRecordsDecodeEveryColumn) {
   }
 }
 
+// A multi-hot feature ahead of the categorical ones, with a different bag capacity per shard: the
+// categorical features sit at other byte offsets in each shard's records (the decoder's per-row offset
+// path), and records differ in size between shards.
+TEST(ShardSource, ShardsWithDifferentBagCapacitiesDecodeEveryField) {
+  ColumnSchema schema = ColumnSchema::parse({"label", "dense*1", "multi*1", "cat*5"});
+  schema.hash_buckets = {5000};
+  auto cat = [](int64_t id, int f) { return 1 + (id * 31 + f * 7) % 4999; };
+  auto bag_len = [](int64_t id, int64_t cap) { return 1 + id % cap; };
+  auto tok = [](int64_t id, int64_t j) { return 1 + (id * 13 + j * 5) % 4999; };
+  TempDir dir;
+  const std::vector<std::pair<int64_t, int64_t>> shards = {{150, 2}, {90, 5}, {61, 3}};  // rows, bag capacity
+  int64_t first = 0;
+  for (size_t s = 0; s < shards.size(); ++s) {
+    const auto [n, cap] = shards[s];
+    Batch b;
+    b.labels = Tensor::empty({n}, DType::kF32);
+    b.dense = Tensor::empty({n, 1}, DType::kF32);
+    std::vector<int64_t> m, om{0}, iota(static_cast<size_t>(n) + 1);
+    std::iota(iota.begin(), iota.end(), 0);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t id = first + i;
+      b.labels.data<float>()[i] = static_cast<float>(id % 2);
+      b.dense.data<float>()[i] = static_cast<float>(id);
+      for (int64_t j = 0; j < bag_len(id, cap); ++j) m.push_back(tok(id, j));
+      om.push_back(static_cast<int64_t>(m.size()));
+    }
+    b.indices.push_back(Tensor::from_vector(m, {static_cast<int64_t>(m.size())}));
+    b.offsets.push_back(Tensor::from_vector(om, {n + 1}));
+    for (int f = 0; f < 5; ++f) {
+      std::vector<int64_t> v;
+      for (int64_t i = 0; i < n; ++i) v.push_back(cat(first + i, f));
+      b.indices.push_back(Tensor::from_vector(v, {n}));
+      b.offsets.push_back(Tensor::from_vector(iota, {n + 1}));
+    }
+    write_shard(dir / ("part-0000" + std::to_string(s) + ".rfshard"), schema, b, 16);
+    first += n;
+  }
+  auto cap_of = [&](int64_t id) { return id < 150 ? 2 : id < 240 ? 5 : 3; };
+  for (bool shuffle : {false, true}) {
+    for (int threads : {0, 2}) {
+      SCOPED_TRACE("shuffle " + std::to_string(shuffle) + " threads " + std::to_string(threads));
+      auto src = open_train_source(schema, dir.path, 37, 0, 1, opts(shuffle, threads));
+      std::vector<int64_t> seen;
+      Batch b;
+      while (src->next(b)) {
+        const int64_t* om = b.offsets[0].data<int64_t>();
+        for (int64_t i = 0; i < b.size(); ++i) {
+          const int64_t id = static_cast<int64_t>(b.dense.data<float>()[i]);
+          seen.push_back(id);
+          EXPECT_EQ(b.labels.data<float>()[i], static_cast<float>(id % 2));
+          ASSERT_EQ(om[i + 1] - om[i], bag_len(id, cap_of(id))) << "row " << id;
+          for (int64_t j = 0; j < om[i + 1] - om[i]; ++j)
+            EXPECT_EQ(b.indices[0].data<int64_t>()[om[i] + j], tok(id, j)) << "row " << id;
+          for (int f = 0; f < 5; ++f)
+            EXPECT_EQ(b.indices[static_cast<size_t>(f) + 1].data<int64_t>()[i], cat(id, f)) << "row " << id << " feature " << f;
+        }
+      }
+      std::sort(seen.begin(), seen.end());
+      std::vector<int64_t> want(301);
+      std::iota(want.begin(), want.end(), 0);
+      EXPECT_EQ(seen, want);
+    }
+  }
+}
+
 TEST(ShardSource, WaitTimeAndCorruptBlockReachTheConsumer) {
   TempDir dir;
   testing::write_coded_shards(dir.path, {256}, 32);
