@@ -3,6 +3,7 @@
 // position, prefetch errors, and the TSV-backed source.
 #include <algorithm>
 #include <fstream>
+#include <functional>
 #include <numeric>
 #include <set>
 
@@ -166,6 +167,32 @@ TEST(ShardSource, ResumeMidEpochDeliversExactlyTheRemainingRows) {
   }
 }
 
+// Reads `dir` in batches of `batch` rows with and without shuffling, decoded inline and by two workers;
+// calls check(batch, i, id) for every row (its id is dense feature 0) and expects every id in
+// [0, rows) exactly once per pass.
+void read_every_way(const ColumnSchema& schema, const std::string& dir, int64_t batch, int64_t rows,
+                    const std::function<void(const Batch&, int64_t, int64_t)>& check) {
+  for (bool shuffle : {false, true}) {
+    for (int threads : {0, 2}) {
+      SCOPED_TRACE("shuffle " + std::to_string(shuffle) + " threads " + std::to_string(threads));
+      auto src = open_train_source(schema, dir, batch, 0, 1, opts(shuffle, threads));
+      std::vector<int64_t> seen;
+      Batch b;
+      while (src->next(b)) {
+        for (int64_t i = 0; i < b.size(); ++i) {
+          const int64_t id = static_cast<int64_t>(b.dense.data<float>()[i * b.num_dense()]);
+          seen.push_back(id);
+          check(b, i, id);
+        }
+      }
+      std::sort(seen.begin(), seen.end());
+      std::vector<int64_t> want(static_cast<size_t>(rows));
+      std::iota(want.begin(), want.end(), 0);
+      EXPECT_EQ(seen, want);
+    }
+  }
+}
+
 // The decoder's fast paths (whole-block staging, four adjacent categorical columns transposed together
 // with AVX2 where present, scalar tails) on records shaped like Criteo's: many categorical features,
 // no multi-hot. 13 features = three groups of four and a single; batches of 45 rows and 32-row blocks
@@ -199,33 +226,17 @@ TEST(ShardSource, WideCategoricalRecordsDecodeEveryColumn) {
     write_shard(dir / ("part-0000" + std::to_string(s) + ".rfshard"), schema, b, 32);
     first += n;
   }
-  for (bool shuffle : {false, true}) {
-    for (int threads : {0, 2}) {
-      SCOPED_TRACE("shuffle " + std::to_string(shuffle) + " threads " + std::to_string(threads));
-      auto src = open_train_source(schema, dir.path, 45, 0, 1, opts(shuffle, threads));
-      std::vector<int64_t> seen;
-      Batch b;
-      while (src->next(b)) {
-        ASSERT_EQ(b.num_sparse(), kCats);
-        const float* d = b.dense.data<float>();
-        for (int64_t i = 0; i < b.size(); ++i) {
-          const int64_t id = static_cast<int64_t>(d[3 * i]);
-          seen.push_back(id);
-          EXPECT_EQ(b.labels.data<float>()[i], static_cast<float>(id % 2)) << "row " << id;
-          for (int k = 1; k < 3; ++k) EXPECT_EQ(d[3 * i + k], static_cast<float>(id) + 0.5f * static_cast<float>(k));
-          for (int f = 0; f < kCats; ++f) {
-            ASSERT_EQ(b.indices[f].numel(), b.size());
-            EXPECT_EQ(b.indices[f].data<int64_t>()[i], code(id, f)) << "row " << id << " feature " << f;
-            EXPECT_EQ(b.offsets[f].data<int64_t>()[i], i);
-          }
-        }
-      }
-      std::sort(seen.begin(), seen.end());
-      std::vector<int64_t> want(574);
-      std::iota(want.begin(), want.end(), 0);
-      EXPECT_EQ(seen, want);
+  read_every_way(schema, dir.path, 45, 574, [&](const Batch& b, int64_t i, int64_t id) {
+    ASSERT_EQ(b.num_sparse(), kCats);
+    EXPECT_EQ(b.labels.data<float>()[i], static_cast<float>(id % 2)) << "row " << id;
+    for (int k = 1; k < 3; ++k)
+      EXPECT_EQ(b.dense.data<float>()[3 * i + k], static_cast<float>(id) + 0.5f * static_cast<float>(k));
+    for (int f = 0; f < kCats; ++f) {
+      ASSERT_EQ(b.indices[f].numel(), b.size());
+      EXPECT_EQ(b.indices[f].data<int64_t>()[i], code(id, f)) << "row " << id << " feature " << f;
+      EXPECT_EQ(b.offsets[f].data<int64_t>()[i], i);
     }
-  }
+  });
 }
 
 // A multi-hot feature ahead of the categorical ones, with a different bag capacity per shard: the
@@ -266,31 +277,15 @@ TEST(ShardSource, ShardsWithDifferentBagCapacitiesDecodeEveryField) {
     first += n;
   }
   auto cap_of = [&](int64_t id) { return id < 150 ? 2 : id < 240 ? 5 : 3; };
-  for (bool shuffle : {false, true}) {
-    for (int threads : {0, 2}) {
-      SCOPED_TRACE("shuffle " + std::to_string(shuffle) + " threads " + std::to_string(threads));
-      auto src = open_train_source(schema, dir.path, 37, 0, 1, opts(shuffle, threads));
-      std::vector<int64_t> seen;
-      Batch b;
-      while (src->next(b)) {
-        const int64_t* om = b.offsets[0].data<int64_t>();
-        for (int64_t i = 0; i < b.size(); ++i) {
-          const int64_t id = static_cast<int64_t>(b.dense.data<float>()[i]);
-          seen.push_back(id);
-          EXPECT_EQ(b.labels.data<float>()[i], static_cast<float>(id % 2));
-          ASSERT_EQ(om[i + 1] - om[i], bag_len(id, cap_of(id))) << "row " << id;
-          for (int64_t j = 0; j < om[i + 1] - om[i]; ++j)
-            EXPECT_EQ(b.indices[0].data<int64_t>()[om[i] + j], tok(id, j)) << "row " << id;
-          for (int f = 0; f < 5; ++f)
-            EXPECT_EQ(b.indices[static_cast<size_t>(f) + 1].data<int64_t>()[i], cat(id, f)) << "row " << id << " feature " << f;
-        }
-      }
-      std::sort(seen.begin(), seen.end());
-      std::vector<int64_t> want(301);
-      std::iota(want.begin(), want.end(), 0);
-      EXPECT_EQ(seen, want);
-    }
-  }
+  read_every_way(schema, dir.path, 37, 301, [&](const Batch& b, int64_t i, int64_t id) {
+    const int64_t* om = b.offsets[0].data<int64_t>();
+    EXPECT_EQ(b.labels.data<float>()[i], static_cast<float>(id % 2));
+    ASSERT_EQ(om[i + 1] - om[i], bag_len(id, cap_of(id))) << "row " << id;
+    for (int64_t j = 0; j < om[i + 1] - om[i]; ++j)
+      EXPECT_EQ(b.indices[0].data<int64_t>()[om[i] + j], tok(id, j)) << "row " << id;
+    for (int f = 0; f < 5; ++f)
+      EXPECT_EQ(b.indices[static_cast<size_t>(f) + 1].data<int64_t>()[i], cat(id, f)) << "row " << id << " feature " << f;
+  });
 }
 
 TEST(ShardSource, WaitTimeAndCorruptBlockReachTheConsumer) {
