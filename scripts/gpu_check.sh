@@ -15,31 +15,29 @@ status=0
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>&1 | tee "$logs/gpu.txt" || true
 git rev-parse HEAD 2>/dev/null | tee "$logs/commit.txt" || true
 
-test_bin="$build/tests/kernels/test_kernels_cuda"
-if [[ -x "$test_bin" ]]; then
-  echo "== CUDA kernel tests: $test_bin"
-  timeout 300 "$test_bin" --gtest_output="xml:$logs/test_kernels_cuda.xml" 2>&1 | tee "$logs/test_kernels_cuda.log"
-  rc=${PIPESTATUS[0]}
-  echo "== tests exit status $rc"
-  [[ $rc -ne 0 ]] && status=1
-  if grep -q "SKIPPED" "$logs/test_kernels_cuda.log" && ! grep -q "PASSED.*[1-9]" "$logs/test_kernels_cuda.log"; then
-    echo "warning: the CUDA tests skipped: no device visible?"
+# Runs a gtest binary of the build (its ninja target is its file name) with a time limit, logging to
+# $logs/NAME.log and NAME.xml; a failure or a missing binary sets the overall status.
+run_tests() {
+  local what="$1" bin="$build/$2" limit="$3"
+  local name
+  name=$(basename "$bin")
+  if [[ ! -x "$bin" ]]; then
+    echo "missing $bin (build it: ninja -C $build $name)"; status=1
+    return
   fi
-else
-  echo "missing $test_bin (build it: ninja -C $build test_kernels_cuda)"; status=1
-fi
-
-# The model and trainer on the GPU, sharded tables over NCCL included (GpuStep, GpuTrain, GpuSharded).
-train_bin="$build/tests/gpu_train/test_gpu_train"
-if [[ -x "$train_bin" ]]; then
-  echo "== GPU training tests: $train_bin"
-  timeout 600 "$train_bin" --gtest_output="xml:$logs/test_gpu_train.xml" 2>&1 | tee "$logs/test_gpu_train.log"
-  rc=${PIPESTATUS[0]}
+  echo "== $what: $bin"
+  timeout "$limit" "$bin" --gtest_output="xml:$logs/$name.xml" 2>&1 | tee "$logs/$name.log"
+  local rc=${PIPESTATUS[0]}
   echo "== tests exit status $rc"
   [[ $rc -ne 0 ]] && status=1
-else
-  echo "missing $train_bin (build it: ninja -C $build test_gpu_train)"; status=1
-fi
+  if grep -q "SKIPPED" "$logs/$name.log" && ! grep -q "PASSED.*[1-9]" "$logs/$name.log"; then
+    echo "warning: the $what skipped: no device visible?"
+  fi
+}
+
+run_tests "CUDA kernel tests" tests/kernels/test_kernels_cuda 300
+# The model and trainer on the GPU, sharded tables over NCCL included (GpuStep, GpuTrain, GpuSharded).
+run_tests "GPU training tests" tests/gpu_train/test_gpu_train 600
 
 bench_bin="$build/cuda_kernels_bench"
 if [[ -x "$bench_bin" ]]; then
