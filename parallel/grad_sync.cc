@@ -122,11 +122,6 @@ void broadcast_parameters(Communicator& comm, const ParameterList& params, int r
   }
 }
 
-namespace {
-Tensor on_device(const Tensor& t, Device d) { return t.device() == d ? t : t.to(d); }
-Tensor on_host(const Tensor& t) { return t.device().is_cpu() ? t : t.to(Device::cpu()); }
-}  // namespace
-
 void sync_sparse_grads(Communicator& comm, Parameter& p) {
   RF_CHECK(p.sparse, "sync_sparse_grads: ", p.name, " is not a sparse parameter");
   const int n = comm.size();
@@ -143,8 +138,8 @@ void sync_sparse_grads(Communicator& comm, Parameter& p) {
   RF_CHECK(values.numel() == u * dim, "sync_sparse_grads: ", p.name, ": ", u, " rows but values ",
            shape_str(values.shape()));
 
-  Tensor all_rows = on_host(comm.all_gather_v(on_device(rows.view({u}), comm.device())));
-  Tensor all_vals = on_host(comm.all_gather_v(on_device(values.view({u * dim}), comm.device())));
+  Tensor all_rows = comm.all_gather_v(rows.view({u}).on(comm.device())).on(Device::cpu());
+  Tensor all_vals = comm.all_gather_v(values.view({u * dim}).on(comm.device())).on(Device::cpu());
   const int64_t total = all_rows.numel();
   const int64_t* r = all_rows.data<int64_t>();
   const float* v = all_vals.data<float>();
@@ -172,15 +167,15 @@ void sync_sparse_grads(Communicator& comm, Parameter& p) {
   }
   const float fn = static_cast<float>(n);
   for (int64_t i = 0; i < unique * dim; ++i) oval[i] /= fn;
-  sg.rows = on_device(out_rows, home);
-  sg.values = on_device(out_vals, home);
+  sg.rows = out_rows.on(home);
+  sg.values = out_vals.on(home);
 }
 
 void gather_metrics(Communicator& comm, BinaryMetrics& m) {
   if (comm.size() == 1) return;
   auto gather = [&](const std::vector<float>& x) {
     Tensor t = Tensor::from_vector(x, {static_cast<int64_t>(x.size())});
-    return on_host(comm.all_gather_v(on_device(t, comm.device()))).to_vector<float>();
+    return comm.all_gather_v(t.on(comm.device())).to_vector<float>();
   };
   std::vector<float> scores = gather(m.scores());
   std::vector<float> labels = gather(m.labels());

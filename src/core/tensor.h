@@ -87,6 +87,8 @@ class Tensor {
   // Deep copies.
   Tensor clone() const;
   Tensor to(Device device) const;
+  // This tensor when it already lives on `device` (shared, no copy), else to(device).
+  Tensor on(Device device) const { return device_ == device ? *this : to(device); }
   void copy_from(const Tensor& src);  // same dtype and element count; any device pair
   void fill_zero();
 

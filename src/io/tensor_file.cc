@@ -263,7 +263,7 @@ void write_tensors_with_attrs(const std::string& path, const NamedTensors& tenso
     Id lcpl = check<BackendError>(Id(H5Pcreate(H5P_LINK_CREATE), H5Pclose), tmp, "H5Pcreate");
     check<BackendError>(H5Pset_create_intermediate_group(lcpl.get(), 1), tmp, "H5Pset_create_intermediate_group");
     for (const auto& [name, t0] : tensors) {
-      const Tensor t = t0.device().is_cpu() ? t0 : t0.to(Device::cpu());
+      const Tensor t = t0.on(Device::cpu());
       std::vector<hsize_t> dims(t.shape().begin(), t.shape().end());
       Id space = check<BackendError>(
           Id(dims.empty() ? H5Screate(H5S_SCALAR) : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),

@@ -75,7 +75,7 @@ namespace {
 
 // Rows [r0, r0 + nr) x columns [c0, c0 + nc) of a 1-D ([rows], nc = 1) or 2-D fp32 tensor.
 Tensor block_of(const Tensor& full, int64_t r0, int64_t c0, int64_t nr, int64_t nc) {
-  const Tensor host = full.device().is_cpu() ? full : full.to(Device::cpu());
+  const Tensor host = full.on(Device::cpu());
   const int64_t cols = host.dim() == 2 ? host.size(1) : 1;
   Tensor out = Tensor::empty(host.dim() == 2 ? Shape{nr, nc} : Shape{nr}, DType::kF32);
   const float* src = host.data<float>();

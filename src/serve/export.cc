@@ -178,7 +178,7 @@ void write_export(const std::string& path, Model& model, const data::ColumnSchem
     w.group(g);
     w.attr(g, "feature", sparse_names.at(static_cast<size_t>(t)));
     w.attr(g, "parameter", p->name);
-    const Tensor table = p->value.device().is_cpu() ? p->value : p->value.to(Device::cpu());  // GPU-trained
+    const Tensor table = p->value.on(Device::cpu());  // GPU-trained
     switch (q) {
       case Quantize::kNone: w.dataset(g + "/weight", table); break;
       case Quantize::kFp16: w.dataset(g + "/weight", to_fp16(table)); break;

@@ -72,7 +72,7 @@ void write_dataset(hid_t file, const std::string& tmp, const std::string& name, 
 }  // namespace
 
 void H5Writer::dataset(const std::string& name, const Tensor& t0) {
-  const Tensor t = t0.device().is_cpu() ? t0 : t0.to(Device::cpu());
+  const Tensor t = t0.on(Device::cpu());
   RF_CHECK(t.dtype() == DType::kF32 || t.dtype() == DType::kF16 || t.dtype() == DType::kI64, "export dataset '", name,
            "': unsupported dtype ", dtype_name(t.dtype()));
   write_dataset(file_.get(), tmp_, name, hdf5_type(t.dtype()), t.raw(), t.shape());

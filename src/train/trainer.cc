@@ -308,7 +308,7 @@ EvalResult Trainer::evaluate(const data::Batch& all) {
     data::Batch part = (begin == 0 && end == all.size()) ? all : data::slice_batch(all, begin, end);
     if (logits.shape() != Shape{end - begin}) logits = Tensor::empty({end - begin}, DType::kF32, device());
     model_->forward(model_input(data::batch_to(part, device())), logits);
-    const Tensor host_logits = logits.device().is_cpu() ? logits : logits.to(Device::cpu());
+    const Tensor host_logits = logits.on(Device::cpu());
     metrics.add(host_logits.data<float>(), part.labels.data<float>(), static_cast<size_t>(end - begin));
     begin = end;
   }
