@@ -34,8 +34,6 @@ Tensor i64_tensor(const std::vector<int64_t>& v) {
   return t;
 }
 
-Tensor on(const Tensor& t, Device d) { return t.device() == d ? t : t.to(d); }
-
 int64_t total(const std::vector<int64_t>& v) {
   int64_t s = 0;
   for (int64_t x : v) s += x;
@@ -48,11 +46,11 @@ Tensor exchange(ModelParallel& mp, Communicator& comm, const Tensor& in, const s
                 const std::vector<int64_t>& recv, Device out_device) {
   auto t0 = std::chrono::steady_clock::now();
   Tensor out = Tensor::empty({std::max<int64_t>(1, total(recv))}, in.dtype(), comm.device());
-  comm.all_to_all_v(on(in, comm.device()), send, out, recv);
+  comm.all_to_all_v(in.on(comm.device()), send, out, recv);
   mp.a2a.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (int64_t c : send) mp.a2a.bytes += c * static_cast<int64_t>(dtype_size(in.dtype()));
   ++mp.a2a.calls;
-  return on(out, out_device);
+  return out.on(out_device);
 }
 
 // The 1-D concatenation of `parts` (each viewed as one row) on `device`, [max(1, total)] elements:
@@ -71,6 +69,17 @@ Tensor pack(const std::vector<Tensor>& parts, Device device) {
     concat_columns(rows, as_row);
   }
   return out;
+}
+
+// Mean pooling over sharded tables, as the kernel does it: host rows b = 0..B-1 of `width` floats,
+// `stride` apart, times 1 / (bag b's length); an empty bag's row (zero in the forward) times 0.
+void scale_by_inverse_bag_length(float* x, int64_t stride, int64_t width, const int64_t* off, int64_t B) {
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t len = off[b + 1] - off[b];
+    const float scale = len > 0 ? 1.0f / static_cast<float>(len) : 0.0f;
+    float* row = x + b * stride;
+    for (int64_t c = 0; c < width; ++c) row[c] = scale * row[c];
+  }
 }
 
 // Elements [offset, offset + rows * cols) of a 1-D tensor as [rows, cols].
@@ -170,8 +179,8 @@ void ShardedEmbeddingCollection::forward(const std::vector<Tensor>& indices, con
   std::vector<Tensor> host_idx(static_cast<size_t>(T)), host_off(static_cast<size_t>(T));
   for (int64_t t = 0; t < T; ++t)
     if (plan_->placement[static_cast<size_t>(t)].kind != ShardingKind::kReplicated) {
-      host_idx[static_cast<size_t>(t)] = on(indices[static_cast<size_t>(t)], Device::cpu());
-      host_off[static_cast<size_t>(t)] = on(offsets[static_cast<size_t>(t)], Device::cpu());
+      host_idx[static_cast<size_t>(t)] = indices[static_cast<size_t>(t)].on(Device::cpu());
+      host_off[static_cast<size_t>(t)] = offsets[static_cast<size_t>(t)].on(Device::cpu());
     }
   std::vector<int64_t> send;
   std::vector<int64_t> send_counts(static_cast<size_t>(W), 0);
@@ -231,7 +240,7 @@ void ShardedEmbeddingCollection::forward(const std::vector<Tensor>& indices, con
   for (Owned& o : owned_) {
     Tensor out = Tensor::empty({all_bags, o.piece.cols()}, DType::kF32, dev);
     embedding_bag_forward(params_[static_cast<size_t>(param_of_table_[static_cast<size_t>(o.table)])].value,
-                          on(i64_tensor(o.rows), dev), on(i64_tensor(o.offsets), dev), PoolMode::kSum, out);
+                          i64_tensor(o.rows).on(dev), i64_tensor(o.offsets).on(dev), PoolMode::kSum, out);
     outs.push_back(out);
   }
 
@@ -287,19 +296,12 @@ void ShardedEmbeddingCollection::forward(const std::vector<Tensor>& indices, con
   }
   Tensor flat = pooled.view({B, T * dim_});
   concat_columns(columns, flat);
-  if (mode_ == PoolMode::kMean) {  // as the kernel does it: times 1/length, empty bags stay zero
+  if (mode_ == PoolMode::kMean) {
     RF_CHECK(dev.is_cpu(), "sharded tables with mean pooling run on the CPU only so far");
-    float* out = pooled.data<float>();
-    for (int64_t t = 0; t < T; ++t) {
-      if (plan_->placement[static_cast<size_t>(t)].kind == ShardingKind::kReplicated) continue;
-      const int64_t* off = host_off[static_cast<size_t>(t)].data<int64_t>();
-      for (int64_t b = 0; b < B; ++b) {
-        if (off[b + 1] == off[b]) continue;
-        const float inv = 1.0f / static_cast<float>(off[b + 1] - off[b]);
-        float* o = out + (b * T + t) * dim_;
-        for (int64_t c = 0; c < dim_; ++c) o[c] *= inv;
-      }
-    }
+    for (int64_t t = 0; t < T; ++t)
+      if (plan_->placement[static_cast<size_t>(t)].kind != ShardingKind::kReplicated)
+        scale_by_inverse_bag_length(pooled.data<float>() + t * dim_, T * dim_, dim_,
+                                    host_off[static_cast<size_t>(t)].data<int64_t>(), B);
   }
 }
 
@@ -319,17 +321,10 @@ void ShardedEmbeddingCollection::backward(const std::vector<Tensor>& indices, co
   if (B > 0) split_columns(grad_pooled.view({B, T * dim_}), nullptr, per_table);
   if (mode_ == PoolMode::kMean) {
     RF_CHECK(dev.is_cpu(), "sharded tables with mean pooling run on the CPU only so far");
-    for (int64_t t = 0; t < T; ++t) {
-      if (plan_->placement[static_cast<size_t>(t)].kind == ShardingKind::kReplicated) continue;
-      const Tensor off_t = on(offsets[static_cast<size_t>(t)], Device::cpu());
-      const int64_t* off = off_t.data<int64_t>();
-      float* gt = per_table[static_cast<size_t>(t)].data<float>();
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t len = off[b + 1] - off[b];
-        const float scale = len > 0 ? 1.0f / static_cast<float>(len) : 0.0f;
-        for (int64_t c = 0; c < dim_; ++c) gt[b * dim_ + c] = scale * gt[b * dim_ + c];
-      }
-    }
+    for (int64_t t = 0; t < T; ++t)
+      if (plan_->placement[static_cast<size_t>(t)].kind != ShardingKind::kReplicated)
+        scale_by_inverse_bag_length(per_table[static_cast<size_t>(t)].data<float>(), dim_, dim_,
+                                    offsets[static_cast<size_t>(t)].on(Device::cpu()).data<int64_t>(), B);
   }
 
   // Replicated tables: this rank's sparse gradient (the trainer merges it across ranks).
@@ -389,7 +384,7 @@ void ShardedEmbeddingCollection::backward(const std::vector<Tensor>& indices, co
     const Owned& o = owned_[k];
     Tensor grads = pack(chunks[k], dev).slice_rows(0, all_bags * o.piece.cols()).view({all_bags, o.piece.cols()});
     Parameter& p = params_[static_cast<size_t>(param_of_table_[static_cast<size_t>(o.table)])];
-    p.sparse_grad = embedding_bag_backward(on(i64_tensor(o.rows), dev), on(i64_tensor(o.offsets), dev), grads,
+    p.sparse_grad = embedding_bag_backward(i64_tensor(o.rows).on(dev), i64_tensor(o.offsets).on(dev), grads,
                                            PoolMode::kSum, o.piece.rows());
     // The data-parallel average. On the host divided (not multiplied by 1/W) as sync_sparse_grads does;
     // on a GPU multiplied by 1/W (the same for W a power of two).

@@ -109,9 +109,12 @@ void expect_block(const float* got, int64_t rows, int64_t cols, const float* ref
 struct Case {
   std::string type, sharding;
   int tp;
+  PoolMode pooling = PoolMode::kSum;
 };
 
-std::string name_of(const Case& c) { return c.type + "/" + c.sharding + "/tp" + std::to_string(c.tp); }
+std::string name_of(const Case& c) {
+  return c.type + "/" + c.sharding + "/tp" + std::to_string(c.tp) + (c.pooling == PoolMode::kMean ? "/mean" : "");
+}
 
 std::vector<Case> cases() {
   std::vector<Case> out;
@@ -122,6 +125,8 @@ std::vector<Case> cases() {
         if (world % tp == 0) out.push_back({type, s, tp});
   // Sharded tables with a mix of modes in one model, and tensor parallelism alone.
   out.push_back({"dlrm", "replicated", 2});
+  // Mean pooling: the requester divides the owners' sums by the bag length (bags of 1-3 lookups).
+  for (std::string s : {"table", "row", "column"}) out.push_back({"dlrm", s, 1, PoolMode::kMean});
   return out;
 }
 
@@ -133,6 +138,7 @@ TEST(ModelParallel, ForwardAndGradientsMatchOneProcess) {
     SCOPED_TRACE(name_of(c));
     Config cfg = config_for(c.sharding, c.tp);
     ModelConfig mc = small_model(c.type);
+    mc.pooling = c.pooling;
     ParallelGrid grid = pg.make_grid(c.tp);
     ModelConfig pmc = mc;
     pmc.parallel = make_model_parallel(cfg, grid, mc);
