@@ -291,7 +291,7 @@ void ShardDataset::decode(const RowRef* rows, int64_t n, BatchBuffer& buf, Batch
       for (size_t f = 0; f < ns; ++f) {
         int64_t* dst = ip[f] + i0;
         const uint32_t off = fo[f];
-        if (f + 4 <= ns && quad_[f]) {
+        if (quad_[f]) {
           // Four categorical features stored next to each other: one 16-byte load per record feeds
           // four columns (a quarter of the loads of one feature at a time).
           int64_t* d1 = ip[f + 1] + i0;

@@ -47,7 +47,6 @@ double median_of(int n, const std::function<double()>& run) {
   std::sort(a.begin(), a.end());
   return a[a.size() / 2];
 }
-double median3(const std::function<double()>& run) { return median_of(3, run); }
 
 struct TempDir {
   fs::path path;
@@ -78,7 +77,7 @@ int run_bench_loader(const Config& cfg) {
   schema.hash_buckets = {cfg.get_int("data.hash_buckets")};
 
   // TSV parsing (one thread: a text stream is sequential).
-  double tsv_s = median3([&] {
+  double tsv_s = median_of(3, [&] {
     return seconds_of([&] {
       data::TsvReader reader(schema, {tsv});
       data::Batch b;
@@ -95,7 +94,7 @@ int run_bench_loader(const Config& cfg) {
     o.threads = threads;
     o.shard_rows = std::max<int64_t>(4096, rows / (4 * cores));  // several shards per worker
     o.block_rows = cfg.get_int("data.block_rows");
-    return median3([&] {
+    return median_of(3, [&] {
       data::PreprocessSummary s = data::preprocess(schema, {{"train", {tsv}}}, shards, o);
       RF_CHECK(s.splits[0].rows == rows, "preprocess wrote ", s.splits[0].rows, " rows of ", rows);
       return s.seconds;
