@@ -204,6 +204,88 @@ int main(int argc, char** argv) {
       }
     }
 
+    // ---- an embedding collection: DLRM Kaggle shape, 26 tables of 1M rows, dim 16, batch 16384, one lookup
+    // per bag. One call for every table (embedding_bags_*) against 26 calls of the one-table ops.
+    {
+      const int64_t T = 26, rows_t = 1000000, dim = 16, batch = 16384;
+      std::vector<Tensor> tables;
+      std::vector<int64_t> num_rows(static_cast<size_t>(T), rows_t);
+      std::vector<std::vector<Tensor>> idx(kRotate), off(kRotate);
+      for (int64_t t = 0; t < T; ++t) tables.push_back(random_device({rows_t, dim}, DType::kF32, 200 + static_cast<uint64_t>(t)));
+      for (int i = 0; i < kRotate; ++i)
+        for (int64_t t = 0; t < T; ++t) {
+          Bag b = random_bag(batch, 1, rows_t, 1000 + static_cast<uint64_t>(i * T + t));
+          idx[i].push_back(b.indices);
+          off[i].push_back(b.offsets);
+        }
+      const int64_t nnz = T * batch;
+      Tensor out = Tensor::empty({batch, T * dim}, DType::kF32, kDev);
+      Tensor go = random_device({batch, T * dim}, DType::kF32, 9);
+      // Validate: the collection op against the one-table op of each table.
+      {
+        embedding_bags_forward(tables, idx[0], off[0], PoolMode::kSum, out);
+        const std::vector<float> a = out.to_vector<float>();
+        std::vector<SparseGrad> g = embedding_bags_backward(idx[0], off[0], go, PoolMode::kSum, num_rows);
+        for (int64_t t = 0; t < T; ++t) {
+          Tensor one = Tensor::empty({batch, dim}, DType::kF32, kDev);
+          embedding_bag_forward(tables[t], idx[0][t], off[0][t], PoolMode::kSum, one);
+          const std::vector<float> b = one.to_vector<float>();
+          for (int64_t r = 0; r < batch; ++r)
+            for (int64_t d = 0; d < dim; ++d)
+              if (a[static_cast<size_t>(r * T * dim + t * dim + d)] != b[static_cast<size_t>(r * dim + d)])
+                throw Error("embedding_bags_forward validation failed at table " + std::to_string(t));
+          if (g[static_cast<size_t>(t)].rows.numel() == 0) throw Error("embedding_bags_backward validation: no rows");
+        }
+      }
+      std::vector<Tensor> parts;
+      for (int64_t t = 0; t < T; ++t) parts.push_back(Tensor::empty({batch, dim}, DType::kF32, kDev));
+      const double fwd_bytes = nnz * (dim * 4.0 + 8.0) + T * (batch + 1) * 8.0 + static_cast<double>(batch) * T * dim * 4;
+      const double grouped_fwd =
+          median_ms([&](int i) { embedding_bags_forward(tables, idx[i % kRotate], off[i % kRotate], PoolMode::kSum, out); }, reps, 5);
+      const double loop_fwd = median_ms(
+          [&](int i) {
+            for (int64_t t = 0; t < T; ++t)
+              embedding_bag_forward(tables[t], idx[i % kRotate][t], off[i % kRotate][t], PoolMode::kSum, parts[t]);
+            concat_columns(parts, out);
+          },
+          reps, 5);
+      cuda::set_embedding_bounds_checks(true);
+      const double checked_fwd =
+          median_ms([&](int i) { embedding_bags_forward(tables, idx[i % kRotate], off[i % kRotate], PoolMode::kSum, out); }, reps, 5);
+      cuda::set_embedding_bounds_checks(false);
+      rows.push_back({"emb fwd 26 tables dim16 b16384, one call", grouped_fwd, fwd_bytes / (grouped_fwd * 1e6), copy_gbps, "GB/s"});
+      rows.push_back({"emb fwd 26 tables, 26 calls + concat", loop_fwd, fwd_bytes / (loop_fwd * 1e6), copy_gbps, "GB/s"});
+      rows.push_back({"emb fwd 26 tables, one call, bounds checks on", checked_fwd, fwd_bytes / (checked_fwd * 1e6), copy_gbps, "GB/s"});
+
+      int64_t unique = 0;
+      for (const SparseGrad& g : embedding_bags_backward(idx[0], off[0], go, PoolMode::kSum, num_rows)) unique += g.rows.numel();
+      const double bwd_bytes = nnz * 8.0 + T * (batch + 1) * 8.0 + static_cast<double>(nnz) * dim * 4 + unique * (8.0 + dim * 4.0);
+      const double grouped_bwd = median_ms(
+          [&](int i) { embedding_bags_backward(idx[i % kRotate], off[i % kRotate], go, PoolMode::kSum, num_rows); }, reps, 3);
+      const double loop_bwd = median_ms(
+          [&](int i) {
+            split_columns(go, nullptr, parts);
+            for (int64_t t = 0; t < T; ++t)
+              embedding_bag_backward(idx[i % kRotate][t], off[i % kRotate][t], parts[t], PoolMode::kSum, rows_t);
+          },
+          reps, 3);
+      // The training step's path: the collection's backward, then each table's row-wise Adagrad update.
+      std::vector<Tensor> accs;
+      for (int64_t t = 0; t < T; ++t) accs.push_back(Tensor::zeros({rows_t}, DType::kF32, kDev));
+      RowwiseAdagradArgs args;
+      const double bwd_update = median_ms(
+          [&](int i) {
+            std::vector<SparseGrad> g = embedding_bags_backward(idx[i % kRotate], off[i % kRotate], go, PoolMode::kSum, num_rows);
+            for (int64_t t = 0; t < T; ++t) sparse_rowwise_adagrad_update(tables[t], accs[t], g[t], args);
+          },
+          reps, 3);
+      // Essential bytes as the one-table fused rows count them (the SparseGrad round trip is overhead).
+      const double upd_bytes = nnz * 8.0 + T * (batch + 1) * 8.0 + static_cast<double>(nnz) * dim * 4 + unique * (2.0 * dim * 4 + 16.0);
+      rows.push_back({"emb bwd 26 tables, one call", grouped_bwd, bwd_bytes / (grouped_bwd * 1e6), copy_gbps, "GB/s"});
+      rows.push_back({"emb bwd 26 tables, 26 calls", loop_bwd, bwd_bytes / (loop_bwd * 1e6), copy_gbps, "GB/s"});
+      rows.push_back({"emb bwd one call + 26 rowwise adagrad updates", bwd_update, upd_bytes / (bwd_update * 1e6), copy_gbps, "GB/s"});
+    }
+
     // ---- GEMMs: rf linear (cuBLASLt, bias in the epilogue) vs plain cublasGemmEx -------------------------
     cublasHandle_t blas;
     BENCH_CHECK_CUBLAS(cublasCreate(&blas));

@@ -3,6 +3,7 @@
 // back); CUDA tensors in a build without CUDA throw BackendError.
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "kernels/activation.h"
 #include "kernels/cast.h"
@@ -21,7 +22,8 @@ namespace rf {
 namespace {
 
 // The one device all defined tensors of a call share; throws ShapeError naming the op otherwise.
-Device common_device(const char* op, std::initializer_list<const Tensor*> tensors) {
+template <class Range>
+Device common_device_of(const char* op, const Range& tensors) {
   const Tensor* first = nullptr;
   for (const Tensor* t : tensors) {
     if (t == nullptr || !t->defined()) continue;
@@ -31,6 +33,12 @@ Device common_device(const char* op, std::initializer_list<const Tensor*> tensor
                        t->device().str() + ")");
   }
   return first ? first->device() : Device::cpu();
+}
+Device common_device(const char* op, std::initializer_list<const Tensor*> tensors) {
+  return common_device_of(op, tensors);
+}
+Device common_device(const char* op, const std::vector<const Tensor*>& tensors) {
+  return common_device_of(op, tensors);
 }
 
 // The CUDA branch of an op: its rf::cuda version when recforge was built with CUDA, else BackendError.
@@ -106,6 +114,28 @@ SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, 
   if (common_device("embedding_bag_backward", {&indices, &offsets, &grad_out}).is_cpu())
     return cpu::embedding_bag_backward(indices, offsets, grad_out, mode, num_rows);
   RF_CUDA_OR_THROW(embedding_bag_backward, return cuda::embedding_bag_backward(indices, offsets, grad_out, mode, num_rows));
+}
+
+void embedding_bags_forward(const std::vector<Tensor>& tables, const std::vector<Tensor>& indices,
+                            const std::vector<Tensor>& offsets, PoolMode mode, Tensor& out) {
+  std::vector<const Tensor*> all{&out};
+  for (const auto* list : {&tables, &indices, &offsets})
+    for (const Tensor& t : *list) all.push_back(&t);
+  if (common_device("embedding_bags_forward", all).is_cpu())
+    return cpu::embedding_bags_forward(tables, indices, offsets, mode, out);
+  RF_CUDA_OR_THROW(embedding_bags_forward, return cuda::embedding_bags_forward(tables, indices, offsets, mode, out));
+}
+
+std::vector<SparseGrad> embedding_bags_backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                                                const Tensor& grad_out, PoolMode mode,
+                                                const std::vector<int64_t>& num_rows) {
+  std::vector<const Tensor*> all{&grad_out};
+  for (const auto* list : {&indices, &offsets})
+    for (const Tensor& t : *list) all.push_back(&t);
+  if (common_device("embedding_bags_backward", all).is_cpu())
+    return cpu::embedding_bags_backward(indices, offsets, grad_out, mode, num_rows);
+  RF_CUDA_OR_THROW(embedding_bags_backward,
+                   return cuda::embedding_bags_backward(indices, offsets, grad_out, mode, num_rows));
 }
 
 // ---- interaction ----------------------------------------------------------------------------------

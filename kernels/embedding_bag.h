@@ -3,6 +3,8 @@
 // gradient rows, which the sparse optimizers (SGD, row-wise Adagrad) apply to the table.
 #pragma once
 
+#include <vector>
+
 #include "src/core/tensor.h"
 
 namespace rf {
@@ -24,5 +26,20 @@ struct SparseGrad {
 // grad_out [batch, dim] fp32. Rows never looked up are absent from the result.
 SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
                                   PoolMode mode, int64_t num_rows);
+
+// ---- many tables, one batch (an embedding collection): one launch per step of the work on a GPU ----
+// tables[t] [rows_t, dim] (one dtype and one dim for all), indices[t] and offsets[t] as above with the
+// same batch for every t. out [batch, T * dim] fp32: table t's bags pooled into columns
+// [t * dim, (t + 1) * dim), the [batch, T, dim] layout the interaction and cross layers read. Equal to T
+// calls of embedding_bag_forward written into those columns; a bad index throws DataError naming the
+// table as well as bag and index.
+void embedding_bags_forward(const std::vector<Tensor>& tables, const std::vector<Tensor>& indices,
+                            const std::vector<Tensor>& offsets, PoolMode mode, Tensor& out);
+// grad_out [batch, T * dim] fp32 as out above; result[t] = embedding_bag_backward(indices[t], offsets[t],
+// columns of table t, mode, num_rows[t]). On a GPU: one sort of every table's lookups together and one
+// synchronisation for all tables.
+std::vector<SparseGrad> embedding_bags_backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                                                const Tensor& grad_out, PoolMode mode,
+                                                const std::vector<int64_t>& num_rows);
 
 }  // namespace rf

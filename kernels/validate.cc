@@ -205,6 +205,64 @@ int64_t embedding_bag_backward(const Tensor& indices, const Tensor& offsets, con
   return batch;
 }
 
+namespace {
+
+// The bag lists of T tables with one batch; returns it.
+int64_t table_bags(const char* op, const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                   size_t tables, BagCheck backend_check) {
+  const std::string o(op);
+  if (tables == 0) throw ShapeError(o + ": no tables");
+  if (indices.size() != tables || offsets.size() != tables)
+    throw ShapeError(o + ": " + std::to_string(tables) + " tables, " + std::to_string(indices.size()) +
+                     " index lists and " + std::to_string(offsets.size()) + " offset lists");
+  int64_t batch = -1;
+  for (size_t t = 0; t < tables; ++t) {
+    const std::string name = o + " (table " + std::to_string(t) + ")";
+    const int64_t b = embedding_bags(name.c_str(), indices[t], offsets[t], backend_check);
+    if (batch >= 0 && b != batch)
+      throw ShapeError(name + ": batch " + std::to_string(b) + ", table 0 has " + std::to_string(batch));
+    batch = b;
+  }
+  return batch;
+}
+
+}  // namespace
+
+int64_t embedding_bags_forward(const std::vector<Tensor>& tables, const std::vector<Tensor>& indices,
+                               const std::vector<Tensor>& offsets, const Tensor& out, BagCheck backend_check) {
+  const char* op = "embedding_bags_forward";
+  const int64_t batch = table_bags(op, indices, offsets, tables.size(), backend_check);
+  for (size_t t = 0; t < tables.size(); ++t) {
+    const Tensor& tab = tables[t];
+    if (tab.dim() != 2 || !is_floating(tab.dtype()))
+      throw ShapeError(std::string(op) + ": table " + std::to_string(t) + " must be a 2-d fp32/fp16/bf16 tensor, got " +
+                       dtype_name(tab.dtype()) + shape_str(tab.shape()));
+    if (tab.dtype() != tables[0].dtype() || tab.size(1) != tables[0].size(1))
+      throw ShapeError(std::string(op) + ": table " + std::to_string(t) + " is " + dtype_name(tab.dtype()) +
+                       shape_str(tab.shape()) + ", table 0 is " + dtype_name(tables[0].dtype()) +
+                       shape_str(tables[0].shape()) + " (one dtype and dim for all)");
+  }
+  const int64_t T = static_cast<int64_t>(tables.size());
+  check_shape(out, {batch, T * tables[0].size(1)}, "embedding_bags_forward: out");
+  check_dtype(out, DType::kF32, "embedding_bags_forward: out");
+  return batch;
+}
+
+int64_t embedding_bags_backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                                const Tensor& grad_out, const std::vector<int64_t>& num_rows, BagCheck backend_check) {
+  const char* op = "embedding_bags_backward";
+  const int64_t batch = table_bags(op, indices, offsets, num_rows.size(), backend_check);
+  const int64_t T = static_cast<int64_t>(num_rows.size());
+  if (grad_out.dim() != 2 || grad_out.size(0) != batch || grad_out.size(1) % T != 0)
+    throw ShapeError(std::string(op) + ": grad_out: expected shape [" + std::to_string(batch) + ", " +
+                     std::to_string(T) + " * dim], got " + shape_str(grad_out.shape()));
+  check_dtype(grad_out, DType::kF32, "embedding_bags_backward: grad_out");
+  for (size_t t = 0; t < num_rows.size(); ++t)
+    if (num_rows[t] < 0)
+      throw ShapeError(std::string(op) + ": table " + std::to_string(t) + " has " + std::to_string(num_rows[t]) + " rows");
+  return batch;
+}
+
 // ---- loss -----------------------------------------------------------------------------------------
 int64_t bce_with_logits_forward(const Tensor& logits, const Tensor& labels) {
   const int64_t n = bce_inputs("bce_with_logits_forward", logits, labels);

@@ -5,6 +5,8 @@
 // or the CUDA 32-bit index limit); kernels/dispatch.cc only routes by device.
 #pragma once
 
+#include <vector>
+
 #include <cstdint>
 
 #include "kernels/cross.h"
@@ -55,6 +57,13 @@ int64_t embedding_bag_forward(const Tensor& table, const Tensor& indices, const 
 // The bags, grad_out [batch, dim] fp32.
 int64_t embedding_bag_backward(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
                                BagCheck backend_check);
+// Many tables (kernels/embedding_bag.h's embedding_bags_*): T >= 1 equal-length lists, every bag list
+// through embedding_bags (the op named with its table, "OP (table t)") with one batch for all; tables
+// 2-d, one floating dtype and one dim; out / grad_out [batch, T * dim] fp32. Return batch.
+int64_t embedding_bags_forward(const std::vector<Tensor>& tables, const std::vector<Tensor>& indices,
+                               const std::vector<Tensor>& offsets, const Tensor& out, BagCheck backend_check);
+int64_t embedding_bags_backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                                const Tensor& grad_out, const std::vector<int64_t>& num_rows, BagCheck backend_check);
 
 // ---- loss: logits, labels [batch] fp32. Each returns batch. -------------------------------------------
 // The inputs, and a batch of at least one (a mean needs one).

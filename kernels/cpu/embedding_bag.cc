@@ -84,12 +84,9 @@ void pool(const T* table, const int64_t* ind, const int64_t* off, int64_t batch,
   }
 }
 
-}  // namespace
-
-void embedding_bag_forward(const Tensor& table, const Tensor& indices, const Tensor& offsets, PoolMode mode,
-                           Tensor& out) {
-  const char* op = "embedding_bag_forward";
-  const int64_t batch = checks::embedding_bag_forward(table, indices, offsets, out, check_offsets);
+// The forward of one table whose bag shapes and offsets have been checked: indices, then pooling.
+void forward_checked(const char* op, const Tensor& table, const Tensor& indices, const Tensor& offsets, int64_t batch,
+                     PoolMode mode, Tensor& out) {
   const int64_t rows = table.size(0), dim = table.size(1);
   const int64_t* ind = indices.data<int64_t>();
   const int64_t* off = offsets.data<int64_t>();
@@ -103,10 +100,9 @@ void embedding_bag_forward(const Tensor& table, const Tensor& indices, const Ten
   }
 }
 
-SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
-                                  PoolMode mode, int64_t num_rows) {
-  const char* op = "embedding_bag_backward";
-  const int64_t batch = checks::embedding_bag_backward(indices, offsets, grad_out, check_offsets);
+// The backward of one table whose bag shapes and offsets have been checked.
+SparseGrad backward_checked(const char* op, const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
+                            int64_t batch, PoolMode mode, int64_t num_rows) {
   const int64_t dim = grad_out.size(1);
   const int64_t nnz = indices.size(0);
   const int64_t* ind = indices.data<int64_t>();
@@ -152,6 +148,50 @@ SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, 
     }
   }
   return g;
+}
+
+}  // namespace
+
+void embedding_bag_forward(const Tensor& table, const Tensor& indices, const Tensor& offsets, PoolMode mode,
+                           Tensor& out) {
+  const int64_t batch = checks::embedding_bag_forward(table, indices, offsets, out, check_offsets);
+  forward_checked("embedding_bag_forward", table, indices, offsets, batch, mode, out);
+}
+
+SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
+                                  PoolMode mode, int64_t num_rows) {
+  const int64_t batch = checks::embedding_bag_backward(indices, offsets, grad_out, check_offsets);
+  return backward_checked("embedding_bag_backward", indices, offsets, grad_out, batch, mode, num_rows);
+}
+
+// Many tables: each table's bags pooled on their own (every thread on one table at a time), then
+// interleaved into [batch, T * dim] in one pass; the backward splits the columns and sorts per table.
+void embedding_bags_forward(const std::vector<Tensor>& tables, const std::vector<Tensor>& indices,
+                            const std::vector<Tensor>& offsets, PoolMode mode, Tensor& out) {
+  const int64_t batch = checks::embedding_bags_forward(tables, indices, offsets, out, check_offsets);
+  std::vector<Tensor> parts;
+  for (size_t t = 0; t < tables.size(); ++t) {
+    parts.push_back(Tensor::empty({batch, tables[t].size(1)}, DType::kF32));
+    const std::string op = "embedding_bags_forward (table " + std::to_string(t) + ")";
+    forward_checked(op.c_str(), tables[t], indices[t], offsets[t], batch, mode, parts.back());
+  }
+  cpu::concat_columns(parts, out);
+}
+
+std::vector<SparseGrad> embedding_bags_backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                                                const Tensor& grad_out, PoolMode mode,
+                                                const std::vector<int64_t>& num_rows) {
+  const int64_t batch = checks::embedding_bags_backward(indices, offsets, grad_out, num_rows, check_offsets);
+  const int64_t dim = grad_out.size(1) / static_cast<int64_t>(num_rows.size());
+  std::vector<Tensor> parts;
+  for (size_t t = 0; t < num_rows.size(); ++t) parts.push_back(Tensor::empty({batch, dim}, DType::kF32));
+  cpu::split_columns(grad_out, nullptr, parts);
+  std::vector<SparseGrad> grads;
+  for (size_t t = 0; t < num_rows.size(); ++t) {
+    const std::string op = "embedding_bags_backward (table " + std::to_string(t) + ")";
+    grads.push_back(backward_checked(op.c_str(), indices[t], offsets[t], parts[t], batch, mode, num_rows[t]));
+  }
+  return grads;
 }
 
 }  // namespace rf::cpu

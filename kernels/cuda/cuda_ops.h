@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/activation.h"
 #include "kernels/cast.h"
@@ -61,6 +62,14 @@ void embedding_bag_forward(const Tensor& table, const Tensor& indices, const Ten
 // order: no atomics, bit-reproducible. Synchronises once to size the result (the unique count).
 SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
                                   PoolMode mode, int64_t num_rows);
+// Many tables (kernels/embedding_bag.h): the forward one launch for up to 32 tables (plus one
+// validation launch and sync with bounds checks on); the backward one sort of all tables' lookups and one
+// sync for all of them.
+void embedding_bags_forward(const std::vector<Tensor>& tables, const std::vector<Tensor>& indices,
+                            const std::vector<Tensor>& offsets, PoolMode mode, Tensor& out);
+std::vector<SparseGrad> embedding_bags_backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                                                const Tensor& grad_out, PoolMode mode,
+                                                const std::vector<int64_t>& num_rows);
 
 // ---- interaction, cross, loss ----------------------------------------------------------------------
 void interaction_forward(const Tensor& dense, const Tensor& emb, bool self_interaction, Tensor& out);

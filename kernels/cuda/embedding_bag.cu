@@ -1,15 +1,20 @@
-// CUDA embedding bags. Forward: a group of 1-32 lanes pools one bag (sized to the row so that a
-// dim-16 fp32 row takes 4 lanes and a dim-128 one 32), many bags per block; each lane reads 16 bytes
-// of a row at a time (coalesced across the group) with two rows in flight, accumulating in fp32.
-// Backward: cub radix sort of the lookups by row (stable: bags stay ascending within a row), run-length
-// encoding into unique rows, and one lane group per unique row summing its bags' gradient rows in that
-// fixed order: no atomics, so the result is bit-reproducible.
+// CUDA embedding bags, one table or many (an embedding collection) per call; a one-table call is a
+// grouped call with one table. Forward: a group of 1-32 lanes pools one bag (sized to the row so that a
+// dim-16 fp32 row takes 4 lanes and a dim-128 one 32), many bags per block, blockIdx.y the table; each
+// lane reads 16 bytes of a row at a time (coalesced across the group) with two rows in flight,
+// accumulating in fp32, and writes its table's columns of the [batch, T * dim] output.
+// Backward: every table's lookups become keys (the tables' rows stacked: row_base[t] + row) sorted
+// together by one cub radix sort (stable: bags stay ascending within a row), run-length encoded into
+// unique rows, and one lane group per unique row sums its bags' gradient rows in that fixed order: no
+// atomics, so the result is bit-reproducible. One synchronisation per call (all tables) brings the
+// per-table row counts and the validation flags to the host.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cub/cub.cuh>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda/cuda_common.cuh"
@@ -22,74 +27,140 @@ namespace {
 
 using detail::load_f32;
 using detail::load_vec;
+using detail::TableLookups;
 
 constexpr int kThreads = 256;
+// Tables per launch: their descriptions travel as a kernel parameter (kMaxTables * 48 bytes); more
+// tables take more launches.
+constexpr int kMaxTables = 32;
+// "No bad bag / position": every byte 0x7f (one cudaMemsetAsync), larger than any bag or position.
+constexpr int64_t kNone = 0x7f7f7f7f7f7f7f7fll;
 std::atomic<bool> g_bounds_checks{true};
 
+// One table of a call as the kernels see it.
+struct BagTable {
+  const void* table;  // [rows, dim] in the call's dtype (forward only)
+  const int64_t* ind;
+  const int64_t* off;
+  int64_t rows, nnz;
+  int64_t pos_base;  // first position of this table's lookups in the call's concatenated lookups
+  int64_t row_base;  // this table's row 0 as a sort key: the tables' rows stacked in table order
+};
+struct BagTables {
+  BagTable t[kMaxTables];
+};
+
+struct Call {
+  std::vector<BagTable> tables;
+  int64_t batch = 0, nnz = 0, rows = 0;  // rows: of all tables together
+};
+
+Call describe(const std::vector<Tensor>* tables, const std::vector<Tensor>& indices,
+              const std::vector<Tensor>& offsets, const std::vector<int64_t>& rows, int64_t batch) {
+  Call c;
+  c.batch = batch;
+  for (size_t t = 0; t < indices.size(); ++t) {
+    BagTable b{tables ? (*tables)[t].raw() : nullptr, indices[t].data<int64_t>(), offsets[t].data<int64_t>(), rows[t],
+               indices[t].numel(), c.nnz, c.rows};
+    c.tables.push_back(b);
+    c.nnz += b.nnz;
+    c.rows += b.rows;
+  }
+  RF_CHECK(c.nnz < std::numeric_limits<int32_t>::max() && c.batch * static_cast<int64_t>(indices.size()) <
+                                                              std::numeric_limits<int32_t>::max(),
+           "embedding bags: more than 2^31 lookups or bags in one call");
+  return c;
+}
+
+// Runs launch(BagTables, first table, tables in this launch) over the call's tables, kMaxTables at a time.
+template <class Launch>
+void per_launch(const Call& c, Launch launch) {
+  for (size_t first = 0; first < c.tables.size(); first += kMaxTables) {
+    BagTables tabs{};
+    const size_t n = std::min<size_t>(kMaxTables, c.tables.size() - first);
+    std::copy(c.tables.begin() + static_cast<std::ptrdiff_t>(first),
+              c.tables.begin() + static_cast<std::ptrdiff_t>(first + n), tabs.t);
+    launch(tabs, static_cast<int>(first), static_cast<unsigned>(n));
+    detail::check_launch();
+  }
+}
+
 // ---- validation ------------------------------------------------------------------------------------
-// flags[0]: lowest bag whose offsets are bad (offsets[0] != 0, decreasing, or offsets[batch] != nnz);
-// flags[1]: lowest position holding an index outside [0, rows). Both start at INT64_MAX.
-__global__ void validate_kernel(const int64_t* __restrict__ ind, const int64_t* __restrict__ off, int64_t batch,
-                                int64_t nnz, int64_t rows, unsigned long long* flags) {
+// flags[2t]: lowest bad bag of table t (offsets[0] != 0, decreasing, or offsets[batch] != nnz);
+// flags[2t + 1]: lowest position of table t holding an index outside [0, rows). kNone when good.
+__global__ void validate_kernel(const __grid_constant__ BagTables tabs, int first, int64_t batch,
+                                unsigned long long* flags) {
+  const BagTable& tb = tabs.t[blockIdx.y];
+  unsigned long long* f = flags + 2 * (first + static_cast<int64_t>(blockIdx.y));
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   const int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   for (int64_t b = start; b <= batch; b += stride) {
-    const bool bad = (b == 0 && off[0] != 0) || (b == batch && off[batch] != nnz) || (b < batch && off[b + 1] < off[b]);
-    if (bad) atomicMin(&flags[0], static_cast<unsigned long long>(b));
+    const bool bad = (b == 0 && tb.off[0] != 0) || (b == batch && tb.off[batch] != tb.nnz) ||
+                     (b < batch && tb.off[b + 1] < tb.off[b]);
+    if (bad) atomicMin(&f[0], static_cast<unsigned long long>(b));
   }
-  for (int64_t k = start; k < nnz; k += stride) {
-    const int64_t i = ind[k];
-    if (i < 0 || i >= rows) atomicMin(&flags[1], static_cast<unsigned long long>(k));
+  for (int64_t k = start; k < tb.nnz; k += stride) {
+    const int64_t i = tb.ind[k];
+    if (i < 0 || i >= tb.rows) atomicMin(&f[1], static_cast<unsigned long long>(k));
   }
 }
 
-void validate(const char* op, const Tensor& indices, const Tensor& offsets, int64_t batch, int64_t rows) {
-  const int64_t nnz = indices.numel();
-  Tensor flags = Tensor::empty({2}, DType::kI64, indices.device());
-  const unsigned long long init[2] = {~0ull >> 1, ~0ull >> 1};
-  RF_CHECK_CUDA(cudaMemcpyAsync(flags.raw(), init, sizeof(init), cudaMemcpyHostToDevice, detail::stream()));
-  validate_kernel<<<detail::grid_for(std::max(nnz, batch + 1), kThreads, 4096), kThreads, 0, detail::stream()>>>(
-      indices.data<int64_t>(), offsets.data<int64_t>(), batch, nnz, rows,
-      static_cast<unsigned long long*>(flags.raw()));
-  detail::check_launch();
-  const std::vector<int64_t> f = flags.to_vector<int64_t>();  // synchronises
-  constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
-  if (f[0] == kNone && f[1] == kNone) return;
-  // Error path only: bring the offsets (and the bad index) to the host to name them as the CPU op does.
-  const std::vector<int64_t> off = offsets.to_vector<int64_t>();
-  const std::string o(op);
-  if (f[0] != kNone) {
-    const int64_t b = f[0];
-    if (b == 0 && off[0] != 0) throw DataError(o + ": offsets[0] is " + std::to_string(off[0]) + ", expected 0");
-    if (b < batch)
-      throw DataError(o + ": offsets decrease at bag " + std::to_string(b) + " (" + std::to_string(off[b]) + " then " +
-                      std::to_string(off[b + 1]) + ")");
-    throw DataError(o + ": offsets[" + std::to_string(batch) + "] is " + std::to_string(off[batch]) +
-                    ", expected the number of indices " + std::to_string(nnz));
+void launch_validate(const Call& c, int64_t* flags) {
+  int64_t most = c.batch + 1;
+  for (const BagTable& t : c.tables) most = std::max(most, t.nnz);
+  per_launch(c, [&](const BagTables& tabs, int first, unsigned n) {
+    validate_kernel<<<dim3(detail::grid_for(most, kThreads, 1024), n), kThreads, 0, detail::stream()>>>(
+        tabs, first, c.batch, reinterpret_cast<unsigned long long*>(flags));
+  });
+}
+
+// Throws the DataError the CPU op throws for the first table whose flags are set (flags on the host).
+// `grouped`: name the table in the message.
+void throw_if_flagged(const char* op, bool grouped, const Call& c, const std::vector<Tensor>& indices,
+                      const std::vector<Tensor>& offsets, const int64_t* flags) {
+  for (size_t t = 0; t < c.tables.size(); ++t) {
+    const int64_t bad_bag = flags[2 * t], bad_pos = flags[2 * t + 1];
+    if (bad_bag == kNone && bad_pos == kNone) continue;
+    // Error path only: bring the offsets (and the bad index) to the host to name them as the CPU op does.
+    const std::vector<int64_t> off = offsets[t].to_vector<int64_t>();
+    const std::string o = grouped ? std::string(op) + " (table " + std::to_string(t) + ")" : std::string(op);
+    const int64_t batch = c.batch, nnz = c.tables[t].nnz;
+    if (bad_bag != kNone) {
+      const int64_t b = bad_bag;
+      if (b == 0 && off[0] != 0) throw DataError(o + ": offsets[0] is " + std::to_string(off[0]) + ", expected 0");
+      if (b < batch)
+        throw DataError(o + ": offsets decrease at bag " + std::to_string(b) + " (" + std::to_string(off[b]) +
+                        " then " + std::to_string(off[b + 1]) + ")");
+      throw DataError(o + ": offsets[" + std::to_string(batch) + "] is " + std::to_string(off[batch]) +
+                      ", expected the number of indices " + std::to_string(nnz));
+    }
+    int64_t index = 0;
+    copy_bytes(&index, Device::cpu(), indices[t].data<int64_t>() + bad_pos, indices[t].device(), sizeof(index));
+    const int64_t bag = std::upper_bound(off.begin(), off.end(), bad_pos) - off.begin() - 1;
+    throw DataError(o + ": bag " + std::to_string(bag) + " holds index " + std::to_string(index) + " (position " +
+                    std::to_string(bad_pos) + " of indices), outside the table's rows [0, " +
+                    std::to_string(c.tables[t].rows) + ")");
   }
-  const int64_t k = f[1];
-  int64_t index = 0;
-  copy_bytes(&index, Device::cpu(), indices.data<int64_t>() + k, indices.device(), sizeof(index));
-  const int64_t bag = std::upper_bound(off.begin(), off.end(), k) - off.begin() - 1;
-  throw DataError(o + ": bag " + std::to_string(bag) + " holds index " + std::to_string(index) + " (position " +
-                  std::to_string(k) + " of indices), outside the table's rows [0, " + std::to_string(rows) + ")");
 }
 
 // ---- forward ---------------------------------------------------------------------------------------
-// out[b, :] = pool(table[ind[k], :] for k in [off[b], off[b+1])). Lanes of a group split the row into
+// out[b, t * dim + :] = pool(table_t[ind_t[k], :] for k in [off_t[b], off_t[b+1])), t = blockIdx.y
+// (out already points at the launch's first table's columns). Lanes of a group split the row into
 // V-element pieces; a pass covers lanes * V elements.
 template <class T, int V>
-__global__ void __launch_bounds__(kThreads) forward_kernel(const T* __restrict__ table,
-                                                           const int64_t* __restrict__ ind,
-                                                           const int64_t* __restrict__ off, int64_t batch,
-                                                           int64_t dim, int lanes, bool mean,
+__global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant__ BagTables tabs, int64_t batch,
+                                                           int64_t dim, int64_t out_stride, int lanes, bool mean,
                                                            float* __restrict__ out) {
+  const BagTable& tb = tabs.t[blockIdx.y];
+  const T* __restrict__ table = static_cast<const T*>(tb.table);
+  const int64_t* __restrict__ ind = tb.ind;
   const int groups_per_block = kThreads / lanes;
   const int lane = threadIdx.x % lanes;
   const int64_t bag = static_cast<int64_t>(blockIdx.x) * groups_per_block + threadIdx.x / lanes;
   if (bag >= batch) return;
-  const int64_t begin = off[bag], end = off[bag + 1];
+  const int64_t begin = tb.off[bag], end = tb.off[bag + 1];
   const float scale = (mean && end > begin) ? 1.0f / static_cast<float>(end - begin) : 1.0f;
+  float* o_row = out + bag * out_stride + static_cast<int64_t>(blockIdx.y) * dim;
   for (int64_t d0 = static_cast<int64_t>(lane) * V; d0 < dim; d0 += static_cast<int64_t>(lanes) * V) {
     float acc[V];
 #pragma unroll
@@ -111,7 +182,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const T* __restrict__
 #pragma unroll
       for (int i = 0; i < V; ++i) acc[i] += a[i];
     }
-    float* o = out + bag * dim + d0;
+    float* o = o_row + d0;
     if constexpr (V == 4) {
       *reinterpret_cast<float4*>(o) = make_float4(acc[0] * scale, acc[1] * scale, acc[2] * scale, acc[3] * scale);
     } else if constexpr (V == 8) {
@@ -125,63 +196,123 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const T* __restrict__
 }
 
 template <class T>
-void launch_forward(const Tensor& table, const Tensor& indices, const Tensor& offsets, int64_t batch, bool mean,
-                    Tensor& out) {
-  const int64_t dim = table.size(1);
+void launch_forward(const Call& c, int64_t dim, bool mean, Tensor& out) {
   constexpr int kVec = 16 / sizeof(T);
-  // 16-byte pieces need every row (table and out) to start on a 16-byte boundary.
-  const bool vec = dim % kVec == 0 && detail::alignment_of(table.raw()) >= 16 && detail::alignment_of(out.raw()) >= 16;
+  const int64_t stride = out.size(1);
+  // 16-byte pieces need every row (tables and out) to start on a 16-byte boundary.
+  bool vec = dim % kVec == 0 && stride % 4 == 0 && detail::alignment_of(out.raw()) >= 16;
+  for (const BagTable& t : c.tables) vec = vec && detail::alignment_of(t.table) >= 16;
   const int lanes = detail::lanes_for(dim, vec ? kVec : 1);
   const int64_t groups = kThreads / lanes;
-  const unsigned grid = static_cast<unsigned>((batch + groups - 1) / groups);
-  const T* tp = static_cast<const T*>(table.raw());
-  if (vec)
-    forward_kernel<T, kVec><<<grid, kThreads, 0, detail::stream()>>>(
-        tp, indices.data<int64_t>(), offsets.data<int64_t>(), batch, dim, lanes, mean, out.data<float>());
-  else
-    forward_kernel<T, 1><<<grid, kThreads, 0, detail::stream()>>>(
-        tp, indices.data<int64_t>(), offsets.data<int64_t>(), batch, dim, lanes, mean, out.data<float>());
-  detail::check_launch();
+  const unsigned grid = static_cast<unsigned>((c.batch + groups - 1) / groups);
+  per_launch(c, [&](const BagTables& tabs, int first, unsigned n) {
+    float* o = out.data<float>() + static_cast<int64_t>(first) * dim;
+    if (vec)
+      forward_kernel<T, kVec><<<dim3(grid, n), kThreads, 0, detail::stream()>>>(tabs, c.batch, dim, stride, lanes,
+                                                                               mean, o);
+    else
+      forward_kernel<T, 1><<<dim3(grid, n), kThreads, 0, detail::stream()>>>(tabs, c.batch, dim, stride, lanes, mean,
+                                                                            o);
+  });
 }
 
-// ---- backward --------------------------------------------------------------------------------------
-// bag_of[k] = the bag holding position k: the last b with off[b] <= k (empty bags share an offset with
-// their successor, and upper_bound steps over them).
-__global__ void bag_of_kernel(const int64_t* __restrict__ off, int64_t batch, int64_t nnz, int32_t* __restrict__ bag_of) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < nnz; k += stride) {
-    int64_t lo = 0, hi = batch + 1;  // first b in [0, batch] with off[b] > k
-    while (lo < hi) {
-      const int64_t mid = (lo + hi) / 2;
-      if (off[mid] <= k) lo = mid + 1;
-      else hi = mid;
-    }
-    bag_of[k] = static_cast<int32_t>(lo - 1);
+// Validates (when bounds checks are on: one sync for all tables), then pools every table in one launch.
+void forward(const char* op, bool grouped, const std::vector<Tensor>& tables, const std::vector<Tensor>& indices,
+             const std::vector<Tensor>& offsets, PoolMode mode, int64_t batch, Tensor& out) {
+  if (batch == 0) return;
+  detail::DeviceScope scope(out);
+  std::vector<int64_t> rows;
+  for (const Tensor& t : tables) rows.push_back(t.size(0));
+  const Call c = describe(&tables, indices, offsets, rows, batch);
+  if (embedding_bounds_checks()) {
+    Tensor flags = Tensor::empty({2 * static_cast<int64_t>(tables.size())}, DType::kI64, out.device());
+    RF_CHECK_CUDA(cudaMemsetAsync(flags.raw(), 0x7f, flags.nbytes(), detail::stream()));
+    launch_validate(c, flags.data<int64_t>());
+    const std::vector<int64_t> f = flags.to_vector<int64_t>();  // synchronises
+    throw_if_flagged(op, grouped, c, indices, offsets, f.data());
+  }
+  const int64_t dim = tables[0].size(1);
+  if (dim == 0) return;
+  const bool mean = mode == PoolMode::kMean;
+  switch (tables[0].dtype()) {
+    case DType::kF32: launch_forward<float>(c, dim, mean, out); break;
+    case DType::kF16: launch_forward<f16>(c, dim, mean, out); break;
+    default: launch_forward<bf16>(c, dim, mean, out); break;
   }
 }
 
-// values[u, :] = sum over the lookups of rows[u] (bags in ascending order) of scale(bag) * grad_out[bag, :].
+// ---- backward --------------------------------------------------------------------------------------
+// For every lookup k of table t = first + blockIdx.y: keys[pos] = row_base + row (an out-of-range row,
+// which validation reports, is clamped so the sort stays within its bits) and vals[pos] = t * batch + bag,
+// bag the last b with off[b] <= k (empty bags share an offset with their successor, and upper_bound
+// steps over them). Also row_base_out[t] and, for mean pooling, inv_len[t * batch + b] = 1 / length.
+__global__ void keys_kernel(const __grid_constant__ BagTables tabs, int first, int64_t batch,
+                            int64_t* __restrict__ keys, int32_t* __restrict__ vals,
+                            int64_t* __restrict__ row_base_out, float* __restrict__ inv_len) {
+  const BagTable& tb = tabs.t[blockIdx.y];
+  const int64_t t = first + static_cast<int64_t>(blockIdx.y);
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (start == 0) row_base_out[t] = tb.row_base;
+  for (int64_t k = start; k < tb.nnz; k += stride) {
+    const int64_t i = min(max(tb.ind[k], int64_t{0}), max(tb.rows - 1, int64_t{0}));
+    int64_t lo = 0, hi = batch + 1;  // first b in [0, batch] with off[b] > k
+    while (lo < hi) {
+      const int64_t mid = (lo + hi) / 2;
+      if (tb.off[mid] <= k) lo = mid + 1;
+      else hi = mid;
+    }
+    keys[tb.pos_base + k] = tb.row_base + i;
+    vals[tb.pos_base + k] = static_cast<int32_t>(t * batch + lo - 1);
+  }
+  if (inv_len != nullptr)
+    for (int64_t b = start; b < batch; b += stride) {
+      const int64_t len = tb.off[b + 1] - tb.off[b];
+      inv_len[t * batch + b] = len > 0 ? 1.0f / static_cast<float>(len) : 1.0f;
+    }
+}
+
+// table_start[t] = the first unique row of table t (runs are in key order, so in table order);
+// table_start[T] = the number of runs. The table of run u is that of its first lookup.
+__global__ void table_starts_kernel(const int32_t* __restrict__ starts, const int32_t* __restrict__ bags,
+                                    const int32_t* __restrict__ num_runs, int64_t batch, int64_t tables,
+                                    int64_t upper, int64_t* __restrict__ table_start) {
+  const int64_t runs = *num_runs;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < runs && u < upper; u += stride) {
+    const int64_t t = bags[starts[u]] / batch;
+    const int64_t prev = u == 0 ? -1 : bags[starts[u - 1]] / batch;
+    for (int64_t s = prev + 1; s <= t; ++s) table_start[s] = u;
+    if (u == runs - 1)
+      for (int64_t s = t + 1; s <= tables; ++s) table_start[s] = runs;
+  }
+}
+
+// values[u, :] = sum over the lookups of unique row u (bags in ascending order) of scale(bag) *
+// grad_out[bag, t * dim + :]; rows_out[u] = its row in its own table t.
 template <int V>
-__global__ void __launch_bounds__(kThreads) segment_sum_kernel(const float* __restrict__ grad_out,
-                                                               const int64_t* __restrict__ off,
-                                                               const int32_t* __restrict__ starts,
-                                                               const int32_t* __restrict__ bags, int64_t unique,
-                                                               int64_t dim, int lanes, bool mean,
-                                                               float* __restrict__ values) {
+__global__ void __launch_bounds__(kThreads) segment_sum_kernel(
+    const float* __restrict__ grad_out, int64_t go_stride, int64_t dim, int64_t batch,
+    const float* __restrict__ inv_len, const int32_t* __restrict__ starts, const int32_t* __restrict__ bags,
+    const int64_t* __restrict__ keys, const int64_t* __restrict__ row_base, int64_t unique, int lanes,
+    float* __restrict__ values, int64_t* __restrict__ rows_out) {
   const int groups_per_block = kThreads / lanes;
   const int lane = threadIdx.x % lanes;
   const int64_t u = static_cast<int64_t>(blockIdx.x) * groups_per_block + threadIdx.x / lanes;
   if (u >= unique) return;
   const int32_t begin = starts[u], end = starts[u + 1];
+  const int64_t t = bags[begin] / batch;
+  if (lane == 0) rows_out[u] = keys[u] - row_base[t];
+  const float* g_t = grad_out + t * dim;
   for (int64_t d0 = static_cast<int64_t>(lane) * V; d0 < dim; d0 += static_cast<int64_t>(lanes) * V) {
     float acc[V];
 #pragma unroll
     for (int i = 0; i < V; ++i) acc[i] = 0.0f;
     for (int32_t k = begin; k < end; ++k) {
-      const int64_t b = bags[k];
-      const float scale = mean ? 1.0f / static_cast<float>(off[b + 1] - off[b]) : 1.0f;
+      const int64_t tb = bags[k];
+      const float scale = inv_len ? inv_len[tb] : 1.0f;
       float g[V];
-      load_vec<float, V>(grad_out + b * dim + d0, g);
+      load_vec<float, V>(g_t + (tb - t * batch) * go_stride + d0, g);
 #pragma unroll
       for (int i = 0; i < V; ++i) acc[i] += scale * g[i];
     }
@@ -205,6 +336,45 @@ int bits_for(int64_t num_rows) {
   return bits;
 }
 
+// The sparse gradients of every table from the sorted lookups: views into one [unique, dim] buffer.
+std::vector<SparseGrad> segment_sums(const TableLookups& s, const Tensor& grad_out, int64_t dim) {
+  const Device dev = grad_out.device();
+  const size_t T = s.table_start.size() - 1;
+  Tensor rows = Tensor::empty({s.unique}, DType::kI64, dev);
+  Tensor values = Tensor::empty({s.unique, dim}, DType::kF32, dev);
+  if (s.unique > 0 && dim > 0) {
+    const int64_t stride = grad_out.size(1);
+    const bool vec = dim % 4 == 0 && stride % 4 == 0 && detail::alignment_of(grad_out.raw()) >= 16 &&
+                     detail::alignment_of(values.raw()) >= 16;
+    const int lanes = detail::lanes_for(dim, vec ? 4 : 1);
+    const int64_t groups = kThreads / lanes;
+    const unsigned grid = static_cast<unsigned>((s.unique + groups - 1) / groups);
+    const float* inv = s.inv_len.defined() ? s.inv_len.data<float>() : nullptr;
+    auto launch = [&](auto kernel) {
+      kernel<<<grid, kThreads, 0, detail::stream()>>>(grad_out.data<float>(), stride, dim, s.batch, inv,
+                                                      s.starts.data<int32_t>(), s.bags.data<int32_t>(),
+                                                      s.keys.data<int64_t>(), s.row_base.data<int64_t>(), s.unique,
+                                                      lanes, values.data<float>(), rows.data<int64_t>());
+      detail::check_launch();
+    };
+    if (vec) launch(segment_sum_kernel<4>);
+    else launch(segment_sum_kernel<1>);
+  } else if (s.unique > 0) {
+    // dim 0: no values to sum, but the rows are still the result.
+    std::vector<int64_t> keys = s.keys.slice_rows(0, s.unique).to_vector<int64_t>();
+    std::vector<int64_t> base = s.row_base.to_vector<int64_t>();
+    for (size_t t = 0; t < T; ++t)
+      for (int64_t u = s.table_start[t]; u < s.table_start[t + 1]; ++u) keys[static_cast<size_t>(u)] -= base[t];
+    rows = Tensor::from_vector(keys, {s.unique}).to(dev);
+  }
+  std::vector<SparseGrad> grads(T);
+  for (size_t t = 0; t < T; ++t) {
+    grads[t].rows = rows.slice_rows(s.table_start[t], s.table_start[t + 1]);
+    grads[t].values = values.slice_rows(s.table_start[t], s.table_start[t + 1]);
+  }
+  return grads;
+}
+
 }  // namespace
 
 void set_embedding_bounds_checks(bool on) { g_bounds_checks = on; }
@@ -222,63 +392,97 @@ int64_t check_bags(const char* op, const Tensor& indices, const Tensor& offsets)
   return checks::embedding_bags(op, indices, offsets, check_lookup_count);
 }
 
-SortedLookups sort_lookups(const char* op, const Tensor& indices, const Tensor& offsets, int64_t num_rows) {
-  const int64_t batch = check_bags(op, indices, offsets);
-  const int64_t nnz = indices.numel();
-  const Device dev = indices.device();
-  if (embedding_bounds_checks()) validate(op, indices, offsets, batch, num_rows);
-  SortedLookups s;
-  if (nnz == 0) {
-    s.rows = Tensor::empty({0}, DType::kI64, dev);
+TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<Tensor>& indices,
+                                const std::vector<Tensor>& offsets, const std::vector<int64_t>& num_rows,
+                                int64_t batch, bool mean) {
+  const Call c = describe(nullptr, indices, offsets, num_rows, batch);
+  const int64_t T = static_cast<int64_t>(c.tables.size());
+  const Device dev = indices[0].device();
+  TableLookups s;
+  s.batch = batch;
+  const int64_t n = c.nnz;
+  if (n == 0) {
+    s.keys = Tensor::empty({0}, DType::kI64, dev);
     s.starts = Tensor::zeros({1}, DType::kI32, dev);
     s.bags = Tensor::empty({0}, DType::kI32, dev);
+    s.row_base = Tensor::empty({T}, DType::kI64, dev);
+    s.table_start.assign(static_cast<size_t>(T) + 1, 0);
+    if (embedding_bounds_checks()) {  // offsets can still be wrong (e.g. offsets[batch] != 0)
+      Tensor flags = Tensor::empty({2 * T}, DType::kI64, dev);
+      RF_CHECK_CUDA(cudaMemsetAsync(flags.raw(), 0x7f, flags.nbytes(), detail::stream()));
+      launch_validate(c, flags.data<int64_t>());
+      const std::vector<int64_t> f = flags.to_vector<int64_t>();
+      throw_if_flagged(op, grouped, c, indices, offsets, f.data());
+    }
     return s;
   }
-  const int n = static_cast<int>(nnz);
-  Tensor bag_of = Tensor::empty({nnz}, DType::kI32, dev);
-  bag_of_kernel<<<detail::grid_for(nnz, kThreads), kThreads, 0, detail::stream()>>>(offsets.data<int64_t>(), batch,
-                                                                                    nnz, bag_of.data<int32_t>());
-  detail::check_launch();
+  // info: [2T] validation flags, then [T + 1] table starts; one copy to the host reads both.
+  Tensor info = Tensor::empty({3 * T + 1}, DType::kI64, dev);
+  RF_CHECK_CUDA(cudaMemsetAsync(info.raw(), 0x7f, info.nbytes(), detail::stream()));
+  if (embedding_bounds_checks()) launch_validate(c, info.data<int64_t>());
 
-  Tensor keys_sorted = Tensor::empty({nnz}, DType::kI64, dev);
-  s.bags = Tensor::empty({nnz}, DType::kI32, dev);
-  const int end_bit = bits_for(num_rows);
-  size_t sort_bytes = 0;
-  RF_CHECK_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, indices.data<int64_t>(),
-                                                keys_sorted.data<int64_t>(), bag_of.data<int32_t>(),
-                                                s.bags.data<int32_t>(), n, 0, end_bit, detail::stream()));
-  Tensor unique_rows = Tensor::empty({nnz}, DType::kI64, dev);
-  Tensor counts = Tensor::empty({nnz + 1}, DType::kI32, dev);  // + 1: the scan's closing entry
+  Tensor keys = Tensor::empty({n}, DType::kI64, dev);
+  Tensor vals = Tensor::empty({n}, DType::kI32, dev);
+  s.row_base = Tensor::empty({T}, DType::kI64, dev);
+  if (mean) s.inv_len = Tensor::empty({T * batch}, DType::kF32, dev);
+  int64_t most = batch;
+  for (const BagTable& t : c.tables) most = std::max(most, t.nnz);
+  per_launch(c, [&](const BagTables& tabs, int first, unsigned tables) {
+    keys_kernel<<<dim3(detail::grid_for(most, kThreads, 2048), tables), kThreads, 0, detail::stream()>>>(
+        tabs, first, batch, keys.data<int64_t>(), vals.data<int32_t>(), s.row_base.data<int64_t>(),
+        mean ? s.inv_len.data<float>() : nullptr);
+  });
+
+  const int ni = static_cast<int>(n);
+  Tensor keys_sorted = Tensor::empty({n}, DType::kI64, dev);
+  s.bags = Tensor::empty({n}, DType::kI32, dev);
+  const int end_bit = bits_for(c.rows);
+  s.keys = Tensor::empty({n}, DType::kI64, dev);
+  Tensor counts = Tensor::zeros({n + 1}, DType::kI32, dev);  // + 1: the scan's closing entry
   Tensor num_runs = Tensor::empty({1}, DType::kI32, dev);
-  size_t rle_bytes = 0;
+  s.starts = Tensor::empty({n + 1}, DType::kI32, dev);
+  size_t sort_bytes = 0, rle_bytes = 0, scan_bytes = 0;
+  RF_CHECK_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, keys.data<int64_t>(), keys_sorted.data<int64_t>(),
+                                                vals.data<int32_t>(), s.bags.data<int32_t>(), ni, 0, end_bit,
+                                                detail::stream()));
   RF_CHECK_CUDA(cub::DeviceRunLengthEncode::Encode(nullptr, rle_bytes, keys_sorted.data<int64_t>(),
-                                                   unique_rows.data<int64_t>(), counts.data<int32_t>(),
-                                                   num_runs.data<int32_t>(), n, detail::stream()));
-  size_t scan_bytes = 0;
-  RF_CHECK_CUDA(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, counts.data<int32_t>(), counts.data<int32_t>(),
-                                              n + 1, detail::stream()));
+                                                   s.keys.data<int64_t>(), counts.data<int32_t>(),
+                                                   num_runs.data<int32_t>(), ni, detail::stream()));
+  RF_CHECK_CUDA(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, counts.data<int32_t>(), s.starts.data<int32_t>(),
+                                              ni + 1, detail::stream()));
   Tensor temp = bytes_tensor(std::max({sort_bytes, rle_bytes, scan_bytes}), dev);
   size_t temp_bytes = static_cast<size_t>(temp.numel()) * 4;
-
-  RF_CHECK_CUDA(cub::DeviceRadixSort::SortPairs(temp.raw(), temp_bytes, indices.data<int64_t>(),
-                                                keys_sorted.data<int64_t>(), bag_of.data<int32_t>(),
-                                                s.bags.data<int32_t>(), n, 0, end_bit, detail::stream()));
+  RF_CHECK_CUDA(cub::DeviceRadixSort::SortPairs(temp.raw(), temp_bytes, keys.data<int64_t>(),
+                                                keys_sorted.data<int64_t>(), vals.data<int32_t>(),
+                                                s.bags.data<int32_t>(), ni, 0, end_bit, detail::stream()));
   temp_bytes = static_cast<size_t>(temp.numel()) * 4;
   RF_CHECK_CUDA(cub::DeviceRunLengthEncode::Encode(temp.raw(), temp_bytes, keys_sorted.data<int64_t>(),
-                                                   unique_rows.data<int64_t>(), counts.data<int32_t>(),
-                                                   num_runs.data<int32_t>(), n, detail::stream()));
-  int32_t unique = 0;
-  copy_bytes(&unique, Device::cpu(), num_runs.raw(), dev, sizeof(unique));  // the one sync
-  s.unique = unique;
-  // starts = exclusive scan of the counts over unique + 1 entries (the extra entry closes the last run).
-  s.starts = Tensor::empty({s.unique + 1}, DType::kI32, dev);
-  RF_CHECK_CUDA(cudaMemsetAsync(counts.data<int32_t>() + unique, 0, sizeof(int32_t), detail::stream()));
+                                                   s.keys.data<int64_t>(), counts.data<int32_t>(),
+                                                   num_runs.data<int32_t>(), ni, detail::stream()));
+  // starts = exclusive scan of the counts; counts past the last run are zero, so starts[runs] == n.
   temp_bytes = static_cast<size_t>(temp.numel()) * 4;
   RF_CHECK_CUDA(cub::DeviceScan::ExclusiveSum(temp.raw(), temp_bytes, counts.data<int32_t>(),
-                                              s.starts.data<int32_t>(), unique + 1, detail::stream()));
-  s.rows = Tensor::empty({s.unique}, DType::kI64, dev);
-  RF_CHECK_CUDA(cudaMemcpyAsync(s.rows.raw(), unique_rows.raw(), static_cast<size_t>(unique) * sizeof(int64_t),
-                                cudaMemcpyDeviceToDevice, detail::stream()));
+                                              s.starts.data<int32_t>(), ni + 1, detail::stream()));
+  table_starts_kernel<<<detail::grid_for(n, kThreads), kThreads, 0, detail::stream()>>>(
+      s.starts.data<int32_t>(), s.bags.data<int32_t>(), num_runs.data<int32_t>(), batch, T, n,
+      info.data<int64_t>() + 2 * T);
+  detail::check_launch();
+
+  const std::vector<int64_t> h = info.to_vector<int64_t>();  // the one sync
+  if (embedding_bounds_checks()) throw_if_flagged(op, grouped, c, indices, offsets, h.data());
+  s.table_start.assign(h.begin() + 2 * T, h.end());
+  s.unique = s.table_start.back();
+  return s;
+}
+
+SortedLookups sort_lookups(const char* op, const Tensor& indices, const Tensor& offsets, int64_t num_rows) {
+  const int64_t batch = check_bags(op, indices, offsets);
+  TableLookups t = sort_table_lookups(op, false, {indices}, {offsets}, {num_rows}, batch, false);
+  SortedLookups s;
+  s.unique = t.unique;
+  s.rows = t.keys;  // one table: row_base 0, the keys are the rows
+  s.starts = t.starts;
+  s.bags = t.bags;
   return s;
 }
 
@@ -286,48 +490,36 @@ SortedLookups sort_lookups(const char* op, const Tensor& indices, const Tensor& 
 
 void embedding_bag_forward(const Tensor& table, const Tensor& indices, const Tensor& offsets, PoolMode mode,
                            Tensor& out) {
-  const char* op = "embedding_bag_forward";
   const int64_t batch = checks::embedding_bag_forward(table, indices, offsets, out, detail::check_lookup_count);
-  const int64_t dim = table.size(1);
-  if (batch == 0) return;
-  detail::DeviceScope scope(table);
-  if (embedding_bounds_checks()) validate(op, indices, offsets, batch, table.size(0));
-  if (dim == 0) return;
-  const bool mean = mode == PoolMode::kMean;
-  switch (table.dtype()) {
-    case DType::kF32: launch_forward<float>(table, indices, offsets, batch, mean, out); break;
-    case DType::kF16: launch_forward<f16>(table, indices, offsets, batch, mean, out); break;
-    default: launch_forward<bf16>(table, indices, offsets, batch, mean, out); break;
-  }
+  forward("embedding_bag_forward", false, {table}, {indices}, {offsets}, mode, batch, out);
+}
+
+void embedding_bags_forward(const std::vector<Tensor>& tables, const std::vector<Tensor>& indices,
+                            const std::vector<Tensor>& offsets, PoolMode mode, Tensor& out) {
+  const int64_t batch = checks::embedding_bags_forward(tables, indices, offsets, out, detail::check_lookup_count);
+  forward("embedding_bags_forward", true, tables, indices, offsets, mode, batch, out);
 }
 
 SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
                                   PoolMode mode, int64_t num_rows) {
   const char* op = "embedding_bag_backward";
   const int64_t batch = checks::embedding_bag_backward(indices, offsets, grad_out, detail::check_lookup_count);
-  const int64_t dim = grad_out.size(1);
   detail::DeviceScope scope(grad_out);
-  detail::SortedLookups s = detail::sort_lookups(op, indices, offsets, num_rows);
-  SparseGrad g;
-  g.rows = s.rows;
-  g.values = Tensor::empty({s.unique, dim}, DType::kF32, grad_out.device());
-  if (s.unique == 0 || dim == 0) return g;
-  const bool vec = dim % 4 == 0 && detail::alignment_of(grad_out.raw()) >= 16 &&
-                   detail::alignment_of(g.values.raw()) >= 16;
-  const int lanes = detail::lanes_for(dim, vec ? 4 : 1);
-  const int64_t groups = kThreads / lanes;
-  const unsigned grid = static_cast<unsigned>((s.unique + groups - 1) / groups);
-  const bool mean = mode == PoolMode::kMean;
-  if (vec)
-    segment_sum_kernel<4><<<grid, kThreads, 0, detail::stream()>>>(
-        grad_out.data<float>(), offsets.data<int64_t>(), s.starts.data<int32_t>(), s.bags.data<int32_t>(), s.unique,
-        dim, lanes, mean, g.values.data<float>());
-  else
-    segment_sum_kernel<1><<<grid, kThreads, 0, detail::stream()>>>(
-        grad_out.data<float>(), offsets.data<int64_t>(), s.starts.data<int32_t>(), s.bags.data<int32_t>(), s.unique,
-        dim, lanes, mean, g.values.data<float>());
-  detail::check_launch();
-  return g;
+  const detail::TableLookups s =
+      detail::sort_table_lookups(op, false, {indices}, {offsets}, {num_rows}, batch, mode == PoolMode::kMean);
+  return segment_sums(s, grad_out, grad_out.size(1))[0];
+}
+
+std::vector<SparseGrad> embedding_bags_backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                                                const Tensor& grad_out, PoolMode mode,
+                                                const std::vector<int64_t>& num_rows) {
+  const char* op = "embedding_bags_backward";
+  const int64_t batch =
+      checks::embedding_bags_backward(indices, offsets, grad_out, num_rows, detail::check_lookup_count);
+  detail::DeviceScope scope(grad_out);
+  const detail::TableLookups s =
+      detail::sort_table_lookups(op, true, indices, offsets, num_rows, batch, mode == PoolMode::kMean);
+  return segment_sums(s, grad_out, grad_out.size(1) / static_cast<int64_t>(num_rows.size()));
 }
 
 }  // namespace rf::cuda

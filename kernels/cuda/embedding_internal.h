@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "src/core/tensor.h"
 
@@ -12,14 +13,31 @@ namespace rf::cuda::detail {
 // are bags[starts[u] .. starts[u + 1]) in ascending bag order (a stable sort of position order).
 struct SortedLookups {
   int64_t unique = 0;
-  Tensor rows;    // [unique] int64
-  Tensor starts;  // [unique + 1] int32
+  Tensor rows;    // [>= unique] int64
+  Tensor starts;  // [>= unique + 1] int32
   Tensor bags;    // [nnz] int32
 };
 
 // Validates offsets/indices when bounds checks are on (throws DataError as the CPU op does), then sorts.
-// Synchronises once to learn `unique`.
+// Synchronises once to learn `unique`. The tensors may be longer than unique (+ 1); the rest is unused.
 SortedLookups sort_lookups(const char* op, const Tensor& indices, const Tensor& offsets, int64_t num_rows);
+
+// The lookups of T tables with one batch sorted together: table t's row r is the key row_base[t] + r
+// (the tables' rows stacked in order), so the unique keys come table by table, table t's being
+// [table_start[t], table_start[t + 1]). bags[k] = t * batch + bag. Validation (bounds checks on) runs
+// in the same pass; one synchronisation for everything. `grouped` names the table in error messages.
+struct TableLookups {
+  int64_t unique = 0, batch = 0;
+  Tensor keys;                       // [>= unique] int64, ascending
+  Tensor starts;                     // [>= unique + 1] int32
+  Tensor bags;                       // [nnz] int32
+  Tensor row_base;                   // [T] int64 (device)
+  Tensor inv_len;                    // [T * batch] fp32, 1 / bag length; mean pooling only
+  std::vector<int64_t> table_start;  // [T + 1] (host)
+};
+TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<Tensor>& indices,
+                                const std::vector<Tensor>& offsets, const std::vector<int64_t>& num_rows,
+                                int64_t batch, bool mean);
 
 // checks::embedding_bags plus the 32-bit lookup limit of the kernels; returns batch.
 int64_t check_bags(const char* op, const Tensor& indices, const Tensor& offsets);

@@ -142,31 +142,25 @@ void EmbeddingCollection::forward(const std::vector<Tensor>& indices, const std:
            "embedding collection has ", T, " tables, batch has ", indices.size(), " categorical features");
   int64_t batch = offsets.empty() ? 0 : offsets[0].numel() - 1;
   check_shape(pooled, {batch, T, dim_}, "pooled embeddings");
-  std::vector<Tensor> parts = scratch_parts(scratch_out_, batch, pooled.device());
-  for (int64_t t = 0; t < T; ++t) embedding_bag_forward(tables_[t].value, indices[t], offsets[t], mode_, parts[t]);
-  // Interleave into [batch, T, dim]: the interaction and cross layers read one sample's T vectors
-  // contiguously, which matters more than the extra copy of batch * T * dim floats.
+  if (T == 0) return;
+  // [batch, T, dim]: the interaction and cross layers read one sample's T vectors contiguously; every
+  // table's bags are pooled straight into their columns (one launch on a GPU).
+  std::vector<Tensor> tables;
+  for (const Parameter& p : tables_) tables.push_back(p.value);
   Tensor wide = pooled.view({batch, T * dim_});
-  concat_columns(parts, wide);
+  embedding_bags_forward(tables, indices, offsets, mode_, wide);
 }
 
 void EmbeddingCollection::backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                                    const Tensor& grad_pooled) {
   int64_t T = num_tables();
   int64_t batch = grad_pooled.size(0);
-  std::vector<Tensor> parts = scratch_parts(scratch_grad_, batch, grad_pooled.device());
-  split_columns(grad_pooled.view({batch, T * dim_}), nullptr, parts);
-  for (int64_t t = 0; t < T; ++t)
-    tables_[t].sparse_grad = embedding_bag_backward(indices[t], offsets[t], parts[t], mode_, tables_[t].value.size(0));
-}
-
-std::vector<Tensor> EmbeddingCollection::scratch_parts(Tensor& scratch, int64_t batch, Device device) {
-  const int64_t T = num_tables();
-  if (scratch.shape() != Shape{T, batch, dim_} || !(scratch.device() == device))
-    scratch = Tensor::empty({T, batch, dim_}, DType::kF32, device);
-  std::vector<Tensor> parts;
-  for (int64_t t = 0; t < T; ++t) parts.push_back(scratch.slice_rows(t, t + 1).view({batch, dim_}));
-  return parts;
+  if (T == 0) return;
+  std::vector<int64_t> rows;
+  for (const Parameter& p : tables_) rows.push_back(p.value.size(0));
+  std::vector<SparseGrad> grads =
+      embedding_bags_backward(indices, offsets, grad_pooled.view({batch, T * dim_}), mode_, rows);
+  for (int64_t t = 0; t < T; ++t) tables_[t].sparse_grad = std::move(grads[static_cast<size_t>(t)]);
 }
 
 void EmbeddingCollection::collect(ParameterList& out) {

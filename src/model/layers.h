@@ -87,10 +87,6 @@ class EmbeddingCollection {
   int64_t dim_;
   PoolMode mode_;
   std::vector<Parameter> tables_;
-  // Per-table staging on the model's device: [T, batch, dim], table t's pooled rows (or their
-  // gradient) in block t; concat_columns / split_columns move them to and from [batch, T, dim].
-  Tensor scratch_out_, scratch_grad_;
-  std::vector<Tensor> scratch_parts(Tensor& scratch, int64_t batch, Device device);
 };
 
 }  // namespace rf

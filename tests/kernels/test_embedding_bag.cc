@@ -183,6 +183,98 @@ TEST(EmbeddingBag, RejectsBadOffsetsAndShapes) {
   EXPECT_THROW(embedding_bag_backward(idx, off, Tensor::zeros({3, 4}, DType::kF32), PoolMode::kSum, 10), ShapeError);
 }
 
+// ---- many tables at once (embedding_bags_*): table t's bags in columns [t * dim, (t + 1) * dim) -------
+
+TEST(EmbeddingBags, ManyTablesMatchTheReferencePerTable) {
+  uint64_t seed = 700;
+  const int64_t batch = 37, dim = 12;
+  const std::vector<int64_t> rows = {1, 50, 7, 300, 3};  // tables of different sizes; table 0 has one row
+  for (DType dt : {DType::kF32, DType::kBF16})
+    for (PoolMode mode : {PoolMode::kSum, PoolMode::kMean}) {
+      SCOPED_TRACE(::testing::Message() << dtype_name(dt) << (mode == PoolMode::kSum ? " sum" : " mean"));
+      Rng rng(seed++);
+      const int64_t T = static_cast<int64_t>(rows.size());
+      std::vector<std::vector<double>> ref_tables(rows.size());
+      std::vector<Tensor> tables, idx, off;
+      std::vector<Bags> bags;
+      for (int64_t t = 0; t < T; ++t) {
+        tables.push_back(random_tensor(rng, {rows[t], dim}, dt, &ref_tables[t]));
+        bags.push_back(random_bags(rng, batch, rows[t], 1 + 3 * t));
+        idx.push_back(Tensor::from_vector(bags[t].indices, {static_cast<int64_t>(bags[t].indices.size())}));
+        off.push_back(Tensor::from_vector(bags[t].offsets, {batch + 1}));
+      }
+      Tensor out = Tensor::empty({batch, T * dim}, DType::kF32);
+      poison(out);
+      embedding_bags_forward(tables, idx, off, mode, out);
+      std::vector<double> g;
+      Tensor go = random_tensor(rng, {batch, T * dim}, DType::kF32, &g);
+      std::vector<SparseGrad> grads = embedding_bags_backward(idx, off, go, mode, rows);
+      ASSERT_EQ(grads.size(), rows.size());
+      const bool mean = mode == PoolMode::kMean;
+      for (int64_t t = 0; t < T; ++t) {
+        SCOPED_TRACE(::testing::Message() << "table " << t);
+        const Bags& b = bags[t];
+        std::vector<double> want(static_cast<size_t>(batch * dim));
+        ref::embedding_bag_forward(ref_tables[t].data(), dim, b.indices.data(), b.offsets.data(), batch, mean,
+                                   want.data());
+        Tensor cols = Tensor::empty({batch, dim}, DType::kF32);
+        for (int64_t r = 0; r < batch; ++r)
+          for (int64_t d = 0; d < dim; ++d) cols.data<float>()[r * dim + d] = out.data<float>()[r * T * dim + t * dim + d];
+        EXPECT_TRUE(close(cols, want, pool_tol(b.max_len), "out columns"));
+
+        std::vector<double> gt(static_cast<size_t>(batch * dim));
+        for (int64_t r = 0; r < batch; ++r)
+          for (int64_t d = 0; d < dim; ++d) gt[static_cast<size_t>(r * dim + d)] = g[static_cast<size_t>(r * T * dim + t * dim + d)];
+        std::vector<double> dense(static_cast<size_t>(rows[t] * dim));
+        std::vector<unsigned char> touched(static_cast<size_t>(rows[t]));
+        ref::embedding_bag_backward(b.indices.data(), b.offsets.data(), batch, gt.data(), dim, mean, rows[t],
+                                    dense.data(), touched.data());
+        std::vector<int64_t> want_rows;
+        std::vector<double> want_values;
+        for (int64_t r = 0; r < rows[t]; ++r)
+          if (touched[static_cast<size_t>(r)]) {
+            want_rows.push_back(r);
+            want_values.insert(want_values.end(), dense.begin() + r * dim, dense.begin() + (r + 1) * dim);
+          }
+        EXPECT_EQ(grads[t].rows.to_vector<int64_t>(), want_rows);
+        EXPECT_TRUE(close(grads[t].values, want_values, pool_tol(static_cast<int64_t>(b.indices.size())), "values"));
+      }
+    }
+}
+
+TEST(EmbeddingBags, ErrorsNameTheTable) {
+  std::vector<Tensor> tables = {Tensor::zeros({10, 4}, DType::kF32), Tensor::zeros({5, 4}, DType::kF32)};
+  std::vector<Tensor> idx = {Tensor::from_vector<int64_t>({1, 2}, {2}), Tensor::from_vector<int64_t>({4, 5}, {2})};
+  std::vector<Tensor> off = {Tensor::from_vector<int64_t>({0, 1, 2}, {3}), Tensor::from_vector<int64_t>({0, 2, 2}, {3})};
+  Tensor out = Tensor::empty({2, 8}, DType::kF32);
+  try {
+    embedding_bags_forward(tables, idx, off, PoolMode::kSum, out);
+    FAIL() << "expected DataError";
+  } catch (const DataError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("table 1"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("index 5"), std::string::npos) << msg;
+  }
+  EXPECT_THROW(embedding_bags_backward(idx, off, Tensor::zeros({2, 8}, DType::kF32), PoolMode::kSum, {10, 5}),
+               DataError);
+  idx[1] = Tensor::from_vector<int64_t>({4, 0}, {2});
+  // Shapes: out of the wrong width, tables of different dims, a batch that differs between tables.
+  Tensor narrow = Tensor::empty({2, 4}, DType::kF32);
+  EXPECT_THROW(embedding_bags_forward(tables, idx, off, PoolMode::kSum, narrow), ShapeError);
+  std::vector<Tensor> mixed = {tables[0], Tensor::zeros({5, 3}, DType::kF32)};
+  EXPECT_THROW(embedding_bags_forward(mixed, idx, off, PoolMode::kSum, out), ShapeError);
+  std::vector<Tensor> off3 = {off[0], Tensor::from_vector<int64_t>({0, 1, 1, 2}, {4})};
+  try {
+    embedding_bags_forward(tables, idx, off3, PoolMode::kSum, out);
+    FAIL() << "expected ShapeError";
+  } catch (const ShapeError& e) {
+    EXPECT_NE(std::string(e.what()).find("table 1"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(embedding_bags_backward(idx, off, Tensor::zeros({2, 7}, DType::kF32), PoolMode::kSum, {10, 5}),
+               ShapeError);
+  EXPECT_THROW(embedding_bags_forward({}, {}, {}, PoolMode::kSum, out), ShapeError);
+}
+
 TEST(EmbeddingBag, ParsePoolMode) {
   EXPECT_EQ(parse_pool_mode("sum"), PoolMode::kSum);
   EXPECT_EQ(parse_pool_mode("mean"), PoolMode::kMean);

@@ -305,6 +305,79 @@ TEST(CudaEmbeddingBag, BadIndexOrOffsetsThrowDataError) {
   EXPECT_THROW(embedding_bag_backward(dev(i64({-1, 2})), dev(i64({0, 1, 2})), out, PoolMode::kSum, 10), DataError);
 }
 
+// Many tables at once against the CPU's table-by-table op: 40 tables (two launches of 32), tables with
+// no lookups at all (the first, one in the middle, the last), different row counts.
+TEST(CudaEmbeddingBags, ManyTablesMatchCpuAndAreDeterministic) {
+  RF_REQUIRE_GPU();
+  uint64_t seed = 4500;
+  struct C {
+    int64_t batch, tables, dim;
+  };
+  for (C c : {C{64, 26, 16}, C{19, 40, 8}, C{33, 3, 128}, C{8, 5, 6}})
+    for (DType dt : {DType::kF32, DType::kBF16, DType::kF16})
+      for (PoolMode mode : {PoolMode::kSum, PoolMode::kMean}) {
+        SCOPED_TRACE(::testing::Message() << "batch " << c.batch << " tables " << c.tables << " dim " << c.dim << " "
+                                          << dtype_name(dt) << (mode == PoolMode::kSum ? " sum" : " mean"));
+        Rng rng(seed++);
+        std::vector<Tensor> tables, idx, off, dtables, didx, doff;
+        std::vector<int64_t> rows;
+        for (int64_t t = 0; t < c.tables; ++t) {
+          rows.push_back(1 + (t * 37) % 200);
+          const bool none = t == 0 || t == c.tables / 2 || t == c.tables - 1;
+          Bags b = random_bags(rng, c.batch, rows.back(), none ? 0 : 1 + t % 4);
+          tables.push_back(random_tensor(rng, {rows.back(), c.dim}, dt, nullptr));
+          idx.push_back(i64(b.indices));
+          off.push_back(i64(b.offsets));
+          dtables.push_back(dev(tables.back()));
+          didx.push_back(dev(idx.back()));
+          doff.push_back(dev(off.back()));
+        }
+        const int64_t width = c.tables * c.dim;
+        Tensor ref = Tensor::empty({c.batch, width}, DType::kF32);
+        embedding_bags_forward(tables, idx, off, mode, ref);
+        Tensor out = poisoned({c.batch, width}, DType::kF32, kDev);
+        embedding_bags_forward(dtables, didx, doff, mode, out);
+        // The same rows added in the same order in fp32 as the CPU op (see ForwardMatchesCpu).
+        EXPECT_TRUE(close(host(out), values(ref), {1e-5, 1e-6}, "out"));
+
+        Tensor go = random_tensor(rng, {c.batch, width}, DType::kF32, nullptr);
+        std::vector<SparseGrad> want = embedding_bags_backward(idx, off, go, mode, rows);
+        std::vector<SparseGrad> got = embedding_bags_backward(didx, doff, dev(go), mode, rows);
+        std::vector<SparseGrad> again = embedding_bags_backward(didx, doff, dev(go), mode, rows);
+        ASSERT_EQ(got.size(), want.size());
+        for (size_t t = 0; t < want.size(); ++t) {
+          SCOPED_TRACE(::testing::Message() << "table " << t);
+          ASSERT_EQ(host(got[t].rows).to_vector<int64_t>(), want[t].rows.to_vector<int64_t>());
+          // As BackwardMatchesCpuAndIsDeterministic: the GPU's FMA, a few ulps of short sums.
+          EXPECT_TRUE(close(host(got[t].values), values(want[t].values), {1e-5, 1e-5}, "values"));
+          EXPECT_TRUE(raw_bytes(host(again[t].values)) == raw_bytes(host(got[t].values))) << "two runs differ";
+        }
+      }
+}
+
+TEST(CudaEmbeddingBags, BadIndexNamesItsTable) {
+  RF_REQUIRE_GPU();
+  const int64_t T = 36, batch = 4, dim = 8;
+  std::vector<Tensor> tables, idx, off;
+  std::vector<int64_t> rows(static_cast<size_t>(T), 10);
+  for (int64_t t = 0; t < T; ++t) {
+    tables.push_back(Tensor::zeros({10, dim}, DType::kF32, kDev));
+    idx.push_back(dev(i64({1, 2, 3, t == 34 ? 10 : 4})));
+    off.push_back(dev(i64({0, 1, 2, 3, 4})));
+  }
+  Tensor out = Tensor::empty({batch, T * dim}, DType::kF32, kDev);
+  for (int pass = 0; pass < 2; ++pass) {
+    try {
+      if (pass == 0) embedding_bags_forward(tables, idx, off, PoolMode::kSum, out);
+      else embedding_bags_backward(idx, off, out, PoolMode::kSum, rows);
+      ADD_FAILURE() << "expected DataError (pass " << pass << ")";
+    } catch (const DataError& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("(table 34): bag 3 holds index 10 (position 3"), std::string::npos) << msg;
+    }
+  }
+}
+
 // ---- interaction ------------------------------------------------------------------------------------------
 
 TEST(CudaInteraction, ForwardAndBackwardMatchCpu) {
