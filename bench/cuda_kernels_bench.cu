@@ -91,6 +91,23 @@ Bag random_bag(int64_t batch, int64_t pooling, int64_t rows, uint64_t seed) {
   return bag;
 }
 
+// The access pattern's own ceiling: out[i, :] = table[idx[i], :] for rows of `pieces` 16-byte pieces, one
+// piece per thread and nothing between the index and the copy. Reading rows scattered over a table far
+// larger than L2 costs more per byte than a sequential copy (a 64-byte row is two 32-byte sectors of a
+// DRAM page opened for it alone), so the embedding rows are also reported against this.
+__global__ void gather_rows_kernel(const uint4* __restrict__ table, const int64_t* __restrict__ idx, int64_t n,
+                                   int pieces, uint4* __restrict__ out) {
+  const int64_t total = n * pieces, stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    const int64_t r = i / pieces, p = i - r * pieces;
+    out[i] = table[idx[r] * pieces + p];
+  }
+}
+
+unsigned detail_grid(int64_t n) {
+  return static_cast<unsigned>(std::min<int64_t>((n + 255) / 256, 65535 * 8));
+}
+
 struct Row {
   std::string name;
   double ms = 0, value = 0, ceiling = 0;  // GB/s or TFLOP/s, and the ceiling it compares to
@@ -168,6 +185,37 @@ int main(int argc, char** argv) {
                                  static_cast<double>(s.batch) * s.dim * 4;
         rows.push_back({std::string("emb fwd ") + s.name + " " + dtype_name(dt), fwd_ms, fwd_bytes / (fwd_ms * 1e6),
                         copy_gbps, "GB/s"});
+        if (s.pooling == 1 && dt != DType::kF16) {
+          // The forward's bags-per-group variants (the row above is the automatic choice), each checked
+          // to give the same bits first.
+          embedding_bag_forward(table, bags[0].indices, bags[0].offsets, PoolMode::kSum, out);
+          const std::vector<float> want = out.to_vector<float>();
+          for (int r : {1, 2, 4}) {
+            cuda::set_embedding_forward_bags_per_group(r);
+            embedding_bag_forward(table, bags[0].indices, bags[0].offsets, PoolMode::kSum, out);
+            if (out.to_vector<float>() != want) throw Error("embedding forward with " + std::to_string(r) + " bags per group differs");
+            const double ms = median_ms(
+                [&](int i) { embedding_bag_forward(table, bags[i % kRotate].indices, bags[i % kRotate].offsets, PoolMode::kSum, out); },
+                reps, 5);
+            rows.push_back({std::string("emb fwd ") + s.name + " " + dtype_name(dt) + ", " + std::to_string(r) + " bags/group",
+                            ms, fwd_bytes / (ms * 1e6), copy_gbps, "GB/s"});
+          }
+          cuda::set_embedding_forward_bags_per_group(0);
+        }
+        if (dt != DType::kF16) {  // fp16 rows are as wide as bf16 ones
+          const int pieces = static_cast<int>(s.dim * dtype_size(dt) / 16);
+          Tensor gathered = Tensor::empty({nnz * pieces * 4}, DType::kF32, kDev);
+          const double g_ms = median_ms(
+              [&](int i) {
+                gather_rows_kernel<<<detail_grid(nnz * pieces), 256>>>(
+                    static_cast<const uint4*>(table.raw()), bags[i % kRotate].indices.data<int64_t>(), nnz, pieces,
+                    static_cast<uint4*>(gathered.raw()));
+              },
+              reps, 5);
+          const double g_bytes = static_cast<double>(nnz) * (2.0 * pieces * 16 + 8);
+          rows.push_back({std::string("gather ceiling ") + s.name + " " + std::to_string(pieces * 16) + "-byte rows", g_ms,
+                          g_bytes / (g_ms * 1e6), copy_gbps, "GB/s"});
+        }
         if (dt == DType::kF32) {
           // Backward to a SparseGrad: sort + segmented sum (includes the one sync for the unique count).
           int64_t unique = 0;
@@ -254,6 +302,13 @@ int main(int argc, char** argv) {
           median_ms([&](int i) { embedding_bags_forward(tables, idx[i % kRotate], off[i % kRotate], PoolMode::kSum, out); }, reps, 5);
       cuda::set_embedding_bounds_checks(false);
       rows.push_back({"emb fwd 26 tables dim16 b16384, one call", grouped_fwd, fwd_bytes / (grouped_fwd * 1e6), copy_gbps, "GB/s"});
+      for (int r : {1, 2, 4}) {
+        cuda::set_embedding_forward_bags_per_group(r);
+        const double ms =
+            median_ms([&](int i) { embedding_bags_forward(tables, idx[i % kRotate], off[i % kRotate], PoolMode::kSum, out); }, reps, 5);
+        rows.push_back({"emb fwd 26 tables, one call, " + std::to_string(r) + " bags/group", ms, fwd_bytes / (ms * 1e6), copy_gbps, "GB/s"});
+      }
+      cuda::set_embedding_forward_bags_per_group(0);
       rows.push_back({"emb fwd 26 tables, 26 calls + concat", loop_fwd, fwd_bytes / (loop_fwd * 1e6), copy_gbps, "GB/s"});
       rows.push_back({"emb fwd 26 tables, one call, bounds checks on", checked_fwd, fwd_bytes / (checked_fwd * 1e6), copy_gbps, "GB/s"});
 
@@ -279,11 +334,21 @@ int main(int argc, char** argv) {
             for (int64_t t = 0; t < T; ++t) sparse_rowwise_adagrad_update(tables[t], accs[t], g[t], args);
           },
           reps, 3);
+      // The fused path the trainer takes on one GPU: one sort, one update launch for every table.
+      std::vector<Tensor*> tp, ap;
+      for (int64_t t = 0; t < T; ++t) {
+        tp.push_back(&tables[static_cast<size_t>(t)]);
+        ap.push_back(&accs[static_cast<size_t>(t)]);
+      }
+      const double fused_update = median_ms(
+          [&](int i) { embedding_bags_backward_rowwise_adagrad(idx[i % kRotate], off[i % kRotate], go, PoolMode::kSum, tp, ap, args); },
+          reps, 3);
       // Essential bytes as the one-table fused rows count them (the SparseGrad round trip is overhead).
       const double upd_bytes = nnz * 8.0 + T * (batch + 1) * 8.0 + static_cast<double>(nnz) * dim * 4 + unique * (2.0 * dim * 4 + 16.0);
       rows.push_back({"emb bwd 26 tables, one call", grouped_bwd, bwd_bytes / (grouped_bwd * 1e6), copy_gbps, "GB/s"});
       rows.push_back({"emb bwd 26 tables, 26 calls", loop_bwd, bwd_bytes / (loop_bwd * 1e6), copy_gbps, "GB/s"});
       rows.push_back({"emb bwd one call + 26 rowwise adagrad updates", bwd_update, upd_bytes / (bwd_update * 1e6), copy_gbps, "GB/s"});
+      rows.push_back({"emb bwd + rowwise adagrad 26 tables fused, one call", fused_update, upd_bytes / (fused_update * 1e6), copy_gbps, "GB/s"});
     }
 
     // ---- GEMMs: rf linear (cuBLASLt, bias in the epilogue) vs plain cublasGemmEx -------------------------

@@ -39,6 +39,14 @@ void embedding_bag_backward_sgd(const Tensor& indices, const Tensor& offsets, co
 void embedding_bag_backward_rowwise_adagrad(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
                                             PoolMode mode, Tensor& table, Tensor& acc,
                                             const RowwiseAdagradArgs& args);
+// The same for the tables of an embedding collection (kernels/embedding_bag.h's embedding_bags_*:
+// grad_out [batch, T * dim], table t's gradient in columns [t * dim, (t + 1) * dim)): one sort of every
+// table's lookups, one synchronisation, one update launch per 32 tables. Tables one dtype and dim.
+void embedding_bags_backward_sgd(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                                 const Tensor& grad_out, PoolMode mode, const std::vector<Tensor*>& tables, float lr);
+void embedding_bags_backward_rowwise_adagrad(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                                             const Tensor& grad_out, PoolMode mode, const std::vector<Tensor*>& tables,
+                                             const std::vector<Tensor*>& accs, const RowwiseAdagradArgs& args);
 
 // ---- dense, multi-tensor ------------------------------------------------------------------------------
 // torch.optim.Adam / AdamW (decoupled) as src/optim's Adam. `step` is the 0-based global step (bias

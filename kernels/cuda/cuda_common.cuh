@@ -84,8 +84,8 @@ __device__ T block_sum(T v) {
   return v;
 }
 
-// V consecutive elements at p as fp32, in one 16-byte load when V * sizeof(T) == 16 (the caller checks
-// the alignment), else element by element.
+// V consecutive elements at p as fp32, in one 16- or 8-byte load when V * sizeof(T) is 16 (or 8 for a
+// 16-bit T; the caller checks the alignment), else element by element.
 template <class T, int V>
 __device__ __forceinline__ void load_vec(const T* p, float (&out)[V]) {
   if constexpr (V == 4 && sizeof(T) == 4) {
@@ -99,9 +99,36 @@ __device__ __forceinline__ void load_vec(const T* p, float (&out)[V]) {
       out[2 * i] = load_f32(T{static_cast<uint16_t>(w[i] & 0xffffu)});
       out[2 * i + 1] = load_f32(T{static_cast<uint16_t>(w[i] >> 16)});
     }
+  } else if constexpr (V == 4 && sizeof(T) == 2) {
+    const uint2 v = *reinterpret_cast<const uint2*>(p);
+    const uint32_t w[2] = {v.x, v.y};
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      out[2 * i] = load_f32(T{static_cast<uint16_t>(w[i] & 0xffffu)});
+      out[2 * i + 1] = load_f32(T{static_cast<uint16_t>(w[i] >> 16)});
+    }
   } else {
 #pragma unroll
     for (int i = 0; i < V; ++i) out[i] = load_f32(p[i]);
+  }
+}
+
+// Stores V fp32 values at p in T (rounded as store_as), in one 16- or 8-byte store when V * sizeof(T) is
+// 16 or 8 (the caller checks the alignment), else element by element.
+template <class T, int V>
+__device__ __forceinline__ void store_vec(T* p, const float (&v)[V]) {
+  if constexpr (V == 4 && sizeof(T) == 4) {
+    *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+  } else if constexpr (sizeof(T) == 2 && (V == 4 || V == 8)) {
+    uint32_t w[V / 2];
+#pragma unroll
+    for (int i = 0; i < V / 2; ++i)
+      w[i] = static_cast<uint32_t>(store_as<T>(v[2 * i]).bits) | (static_cast<uint32_t>(store_as<T>(v[2 * i + 1]).bits) << 16);
+    if constexpr (V == 4) *reinterpret_cast<uint2*>(p) = make_uint2(w[0], w[1]);
+    else *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < V; ++i) p[i] = store_as<T>(v[i]);
   }
 }
 

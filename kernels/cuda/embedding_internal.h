@@ -9,19 +9,6 @@
 
 namespace rf::cuda::detail {
 
-// Every lookup of a batch grouped by table row: rows[u] ascending and unique, the lookups of rows[u]
-// are bags[starts[u] .. starts[u + 1]) in ascending bag order (a stable sort of position order).
-struct SortedLookups {
-  int64_t unique = 0;
-  Tensor rows;    // [>= unique] int64
-  Tensor starts;  // [>= unique + 1] int32
-  Tensor bags;    // [nnz] int32
-};
-
-// Validates offsets/indices when bounds checks are on (throws DataError as the CPU op does), then sorts.
-// Synchronises once to learn `unique`. The tensors may be longer than unique (+ 1); the rest is unused.
-SortedLookups sort_lookups(const char* op, const Tensor& indices, const Tensor& offsets, int64_t num_rows);
-
 // The lookups of T tables with one batch sorted together: table t's row r is the key row_base[t] + r
 // (the tables' rows stacked in order), so the unique keys come table by table, table t's being
 // [table_start[t], table_start[t + 1]). bags[k] = t * batch + bag. Validation (bounds checks on) runs

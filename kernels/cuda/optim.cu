@@ -12,13 +12,13 @@
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/embedding_internal.h"
 #include "kernels/optim_fused.h"
+#include "kernels/validate.h"
 
 namespace rf {
 namespace {
 
-using cuda::detail::load_f32;
 using cuda::detail::load_vec;
-using cuda::detail::store_as;
+using cuda::detail::store_vec;
 
 constexpr int kThreads = 256;
 constexpr int kCachedPieces = 4;
@@ -33,56 +33,100 @@ struct FromValues {
   }
 };
 
-// ... or reduced from the lookups of row u (bags in ascending order, as the backward does).
+// ... or reduced from the sorted lookups of unique row u (bags in ascending order, as the backward
+// does): table t = bags[starts[u]] / batch, its gradient columns [t * dim, (t + 1) * dim) of grad_out.
 struct FromBags {
   const float* grad_out;
-  const int64_t* off;
+  int64_t stride, dim, batch;
+  const float* inv_len;  // mean pooling: 1 / bag length per t * batch + bag; nullptr for sum
   const int32_t* starts;
   const int32_t* bags;
-  int64_t dim;
-  bool mean;
   template <int V>
   __device__ void operator()(int64_t u, int64_t d0, float (&g)[V]) const {
 #pragma unroll
     for (int i = 0; i < V; ++i) g[i] = 0.0f;
-    for (int32_t k = starts[u]; k < starts[u + 1]; ++k) {
-      const int64_t b = bags[k];
-      const float scale = mean ? 1.0f / static_cast<float>(off[b + 1] - off[b]) : 1.0f;
+    const int32_t begin = starts[u], end = starts[u + 1];
+    const int64_t t = bags[begin] / batch;
+    const float* g_t = grad_out + t * dim + d0;
+    for (int32_t k = begin; k < end; ++k) {
+      const int64_t tb = bags[k];
+      const float scale = inv_len ? inv_len[tb] : 1.0f;
       float x[V];
-      load_vec<float, V>(grad_out + b * dim + d0, x);
+      load_vec<float, V>(g_t + (tb - t * batch) * stride, x);
 #pragma unroll
       for (int i = 0; i < V; ++i) g[i] += scale * x[i];
     }
   }
 };
 
-template <class T, int V, class Src>
-__global__ void __launch_bounds__(kThreads) sparse_sgd_kernel(T* __restrict__ table, const int64_t* __restrict__ rows,
-                                                              int64_t unique, int64_t dim, int lanes, float neg_lr,
-                                                              Src src) {
+// Where touched row u lives: in one table, at a SparseGrad's rows[u] ...
+template <class T>
+struct OneTable {
+  T* table;
+  float* acc;  // row-wise Adagrad's per-row state; nullptr for SGD
+  const int64_t* rows;
+  int64_t dim;
+  __device__ T* row(int64_t u) const { return table + rows[u] * dim; }
+  __device__ float* acc_of(int64_t u) const { return acc + rows[u]; }
+};
+
+// ... or in one of up to kMaxTables tables of a grouped backward (keys[u] = row_base[t] + row).
+constexpr int kMaxTables = 32;
+template <class T>
+struct ManyTables {
+  T* table[kMaxTables];
+  float* acc[kMaxTables];
+  const int64_t* keys;
+  const int64_t* row_base;
+  const int32_t* starts;
+  const int32_t* bags;
+  int64_t batch, dim;
+  int first;  // table[0] is table `first` of the call
+  __device__ int64_t local_row(int64_t u, int64_t& t) const {
+    t = bags[starts[u]] / batch;
+    return keys[u] - row_base[t];
+  }
+  __device__ T* row(int64_t u) const {
+    int64_t t;
+    const int64_t r = local_row(u, t);
+    return table[t - first] + r * dim;
+  }
+  __device__ float* acc_of(int64_t u) const {
+    int64_t t;
+    const int64_t r = local_row(u, t);
+    return acc[t - first] + r;
+  }
+};
+
+// Touched rows [u_begin, u_end), one lane group each.
+template <class T, int V, class Dst, class Src>
+__global__ void __launch_bounds__(kThreads) sparse_sgd_kernel(const __grid_constant__ Dst dst, int64_t u_begin,
+                                                              int64_t u_end, int64_t dim, int lanes, float neg_lr,
+                                                              const __grid_constant__ Src src) {
   const int lane = threadIdx.x % lanes;
-  const int64_t u = static_cast<int64_t>(blockIdx.x) * (kThreads / lanes) + threadIdx.x / lanes;
-  if (u >= unique) return;
-  T* w = table + rows[u] * dim;
+  const int64_t u = u_begin + static_cast<int64_t>(blockIdx.x) * (kThreads / lanes) + threadIdx.x / lanes;
+  if (u >= u_end) return;
+  T* w = dst.row(u);
   for (int64_t d0 = static_cast<int64_t>(lane) * V; d0 < dim; d0 += static_cast<int64_t>(lanes) * V) {
-    float g[V];
+    float g[V], x[V];
     src.template operator()<V>(u, d0, g);
+    load_vec<T, V>(w + d0, x);
 #pragma unroll
-    for (int i = 0; i < V; ++i) w[d0 + i] = store_as<T>(fmaf(neg_lr, g[i], load_f32(w[d0 + i])));
+    for (int i = 0; i < V; ++i) x[i] = fmaf(neg_lr, g[i], x[i]);
+    store_vec<T, V>(w + d0, x);
   }
 }
 
-template <class T, int V, class Src>
-__global__ void __launch_bounds__(kThreads) rowwise_adagrad_kernel(T* __restrict__ table, float* __restrict__ acc,
-                                                                   const int64_t* __restrict__ rows, int64_t unique,
-                                                                   int64_t dim, int lanes, float lr, float eps,
-                                                                   float wd, Src src) {
+template <class T, int V, class Dst, class Src>
+__global__ void __launch_bounds__(kThreads) rowwise_adagrad_kernel(const __grid_constant__ Dst dst, int64_t u_begin,
+                                                                   int64_t u_end, int64_t dim, int lanes, float lr,
+                                                                   float eps, float wd, const __grid_constant__ Src src) {
   const int lane = threadIdx.x % lanes;
-  const int64_t u = static_cast<int64_t>(blockIdx.x) * (kThreads / lanes) + threadIdx.x / lanes;
+  const int64_t u = u_begin + static_cast<int64_t>(blockIdx.x) * (kThreads / lanes) + threadIdx.x / lanes;
   // Groups past the end stay for the shuffles below (a full-warp mask needs every lane) but touch nothing.
-  const bool active = u < unique;
-  const int64_t row = active ? rows[u] : 0;
-  T* w = table + row * dim;
+  const bool active = u < u_end;
+  T* w = active ? dst.row(u) : nullptr;
+  float* acc = active ? dst.acc_of(u) : nullptr;
   const bool decay = wd != 0.0f;
   const int64_t step = static_cast<int64_t>(lanes) * V;
   float cache[kCachedPieces][V];
@@ -92,43 +136,51 @@ __global__ void __launch_bounds__(kThreads) rowwise_adagrad_kernel(T* __restrict
     const int64_t d0 = static_cast<int64_t>(lane) * V + c * step;
     if (active && d0 < dim) {
       src.template operator()<V>(u, d0, cache[c]);
+      float x[V];
+      if (decay) load_vec<T, V>(w + d0, x);
 #pragma unroll
       for (int i = 0; i < V; ++i) {
-        const float gx = decay ? cache[c][i] + wd * load_f32(w[d0 + i]) : cache[c][i];
+        const float gx = decay ? cache[c][i] + wd * x[i] : cache[c][i];
         sum_sq += gx * gx;
       }
     }
   }
   for (int64_t d0 = static_cast<int64_t>(lane) * V + kCachedPieces * step; active && d0 < dim; d0 += step) {
-    float g[V];
+    float g[V], x[V];
     src.template operator()<V>(u, d0, g);
+    if (decay) load_vec<T, V>(w + d0, x);
 #pragma unroll
     for (int i = 0; i < V; ++i) {
-      const float gx = decay ? g[i] + wd * load_f32(w[d0 + i]) : g[i];
+      const float gx = decay ? g[i] + wd * x[i] : g[i];
       sum_sq += gx * gx;
     }
   }
-  const float old_acc = active ? acc[row] : 0.0f;  // read by every lane before lane 0 writes (shuffles sync)
+  const float old_acc = active ? *acc : 0.0f;  // read by every lane before lane 0 writes (shuffles sync)
   for (int o = lanes / 2; o > 0; o >>= 1) sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, o);
   if (!active) return;
   // FBGEMM divides the row's sum of squares by D (not a multiply by 1/D).
   const float new_acc = old_acc + sum_sq / static_cast<float>(dim);
-  if (lane == 0) acc[row] = new_acc;
+  if (lane == 0) *acc = new_acc;
   const float multiplier = lr / (sqrtf(new_acc) + eps);
   const float correction = decay ? 1.0f - multiplier * wd : 1.0f;
 #pragma unroll
   for (int c = 0; c < kCachedPieces; ++c) {
     const int64_t d0 = static_cast<int64_t>(lane) * V + c * step;
-    if (d0 < dim)
+    if (d0 < dim) {
+      float x[V];
+      load_vec<T, V>(w + d0, x);
 #pragma unroll
-      for (int i = 0; i < V; ++i)
-        w[d0 + i] = store_as<T>(correction * load_f32(w[d0 + i]) - multiplier * cache[c][i]);
+      for (int i = 0; i < V; ++i) x[i] = correction * x[i] - multiplier * cache[c][i];
+      store_vec<T, V>(w + d0, x);
+    }
   }
   for (int64_t d0 = static_cast<int64_t>(lane) * V + kCachedPieces * step; d0 < dim; d0 += step) {
-    float g[V];
+    float g[V], x[V];
     src.template operator()<V>(u, d0, g);
+    load_vec<T, V>(w + d0, x);
 #pragma unroll
-    for (int i = 0; i < V; ++i) w[d0 + i] = store_as<T>(correction * load_f32(w[d0 + i]) - multiplier * g[i]);
+    for (int i = 0; i < V; ++i) x[i] = correction * x[i] - multiplier * g[i];
+    store_vec<T, V>(w + d0, x);
   }
 }
 
@@ -145,21 +197,24 @@ void check_acc(const Tensor& table, const Tensor& acc, const char* op) {
   RF_CHECK(acc.device() == table.device(), op, ": acc on ", acc.device().str(), ", table on ", table.device().str());
 }
 
-// Launches `kernel_for<T, V>` over `unique` rows with the group geometry of the embedding kernels. The
-// gradient source reads fp32 pieces: 4-wide when dim and every base pointer allow 16-byte loads.
+// Calls launch(V tag, T tag, grid, lanes) for `count` touched rows with the group geometry of the
+// embedding kernels: pieces of 4 (16-byte gradient loads, 4-element row accesses) when `vec` (dim and
+// the gradient's layout allow it) and every table in `tables` starts on a 4-element boundary.
 template <class Launch>
-void launch_rows(const Tensor& table, int64_t unique, bool vec, Launch launch) {
-  const int64_t dim = table.size(1);
-  if (unique == 0 || dim == 0) return;
+void launch_rows(const std::vector<Tensor*>& tables, int64_t count, bool vec, Launch launch) {
+  const DType dt = tables[0]->dtype();
+  const int64_t dim = tables[0]->size(1);
+  if (count == 0 || dim == 0) return;
+  for (const Tensor* t : tables)
+    vec = vec && cuda::detail::alignment_of(t->raw()) >= static_cast<int>(4 * dtype_size(dt));
   const int lanes = cuda::detail::lanes_for(dim, vec ? 4 : 1);
   const int64_t groups = kThreads / lanes;
-  const unsigned grid = static_cast<unsigned>((unique + groups - 1) / groups);
+  const unsigned grid = static_cast<unsigned>((count + groups - 1) / groups);
   auto by_vec = [&](auto tag) {
-    using T = decltype(tag);
-    if (vec) launch(std::integral_constant<int, 4>{}, static_cast<T*>(table.raw()), grid, lanes);
-    else launch(std::integral_constant<int, 1>{}, static_cast<T*>(table.raw()), grid, lanes);
+    if (vec) launch(std::integral_constant<int, 4>{}, tag, grid, lanes);
+    else launch(std::integral_constant<int, 1>{}, tag, grid, lanes);
   };
-  switch (table.dtype()) {
+  switch (dt) {
     case DType::kF32: by_vec(float{}); break;
     case DType::kBF16: by_vec(bf16{}); break;
     default: by_vec(f16{}); break;
@@ -176,22 +231,71 @@ void check_sparse_grad(const Tensor& table, const SparseGrad& grad, const char* 
            ": gradient and table on different devices");
 }
 
-struct Sorted {
-  cuda::detail::SortedLookups s;
-  FromBags src;
-  bool vec;
-};
+// A SparseGrad's update of one table: run(V, T, grid, lanes, OneTable<T>, FromValues).
+template <class Run>
+void update_from_values(Tensor& table, Tensor* acc, const SparseGrad& grad, Run run) {
+  const int64_t dim = table.size(1);
+  const FromValues src{grad.values.data<float>(), dim};
+  const bool vec = dim % 4 == 0 && cuda::detail::alignment_of(grad.values.raw()) >= 16;
+  launch_rows({&table}, grad.rows.numel(), vec, [&](auto v, auto tag, unsigned grid, int lanes) {
+    using T = decltype(tag);
+    OneTable<T> dst{static_cast<T*>(table.raw()), acc ? acc->data<float>() : nullptr, grad.rows.data<int64_t>(), dim};
+    run(v, tag, grid, lanes, dst, src);
+  });
+}
 
-Sorted sort_for_update(const char* op, const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
-                       PoolMode mode, const Tensor& table) {
-  const int64_t batch = cuda::detail::check_bags(op, indices, offsets);
-  check_shape(grad_out, {batch, table.size(1)}, (std::string(op) + ": grad_out").c_str());
-  check_dtype(grad_out, DType::kF32, (std::string(op) + ": grad_out").c_str());
-  Sorted r{cuda::detail::sort_lookups(op, indices, offsets, table.size(0)), {}, false};
-  r.src = FromBags{grad_out.data<float>(), offsets.data<int64_t>(), r.s.starts.data<int32_t>(),
-                   r.s.bags.data<int32_t>(), table.size(1), mode == PoolMode::kMean};
-  r.vec = table.size(1) % 4 == 0 && cuda::detail::alignment_of(grad_out.raw()) >= 16;
-  return r;
+// The fused backward + update of many tables: sorts every table's lookups together (one sync), then
+// run(V, T, grid, lanes, ManyTables<T>, FromBags, u_begin, u_end) per launch of up to kMaxTables tables.
+template <class Run>
+void update_from_bags(const char* op, const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                      const Tensor& grad_out, PoolMode mode, const std::vector<Tensor*>& tables,
+                      const std::vector<Tensor*>& accs, Run run) {
+  RF_CHECK(!tables.empty(), op, ": no tables");
+  std::vector<int64_t> rows;
+  for (size_t t = 0; t < tables.size(); ++t) {
+    check_table(*tables[t], op);
+    if (tables[t]->dtype() != tables[0]->dtype() || tables[t]->size(1) != tables[0]->size(1) ||
+        !(tables[t]->device() == tables[0]->device()))
+      throw ShapeError(std::string(op) + ": table " + std::to_string(t) + " is " + dtype_name(tables[t]->dtype()) +
+                       shape_str(tables[t]->shape()) + ", table 0 " + dtype_name(tables[0]->dtype()) +
+                       shape_str(tables[0]->shape()) + " (one dtype, dim and device for all)");
+    if (!accs.empty()) check_acc(*tables[t], *accs[t], op);
+    rows.push_back(tables[t]->size(0));
+  }
+  RF_CHECK(accs.empty() || accs.size() == tables.size(), op, ": ", tables.size(), " tables, ", accs.size(),
+           " accumulators");
+  const int64_t batch = checks::embedding_bags_backward(indices, offsets, grad_out, rows, cuda::detail::check_lookup_count);
+  const int64_t dim = tables[0]->size(1), T = static_cast<int64_t>(tables.size());
+  RF_CHECK(grad_out.size(1) == T * dim, op, ": grad_out has ", grad_out.size(1), " columns, expected ", T, " tables x ",
+           dim);
+  cuda::detail::DeviceScope scope(*tables[0]);
+  const cuda::detail::TableLookups s =
+      cuda::detail::sort_table_lookups(op, tables.size() > 1, indices, offsets, rows, batch, mode == PoolMode::kMean);
+  const int64_t stride = grad_out.size(1);
+  const FromBags src{grad_out.data<float>(), stride, dim, batch, s.inv_len.defined() ? s.inv_len.data<float>() : nullptr,
+                     s.starts.data<int32_t>(), s.bags.data<int32_t>()};
+  const bool vec = dim % 4 == 0 && stride % 4 == 0 && cuda::detail::alignment_of(grad_out.raw()) >= 16;
+  for (int64_t first = 0; first < T; first += kMaxTables) {
+    const int64_t last = std::min<int64_t>(T, first + kMaxTables);
+    const int64_t u_begin = s.table_start[static_cast<size_t>(first)], u_end = s.table_start[static_cast<size_t>(last)];
+    const std::vector<Tensor*> chunk(tables.begin() + first, tables.begin() + last);
+    launch_rows(chunk, u_end - u_begin, vec, [&](auto v, auto tag, unsigned grid, int lanes) {
+      using T_ = decltype(tag);
+      ManyTables<T_> dst{};
+      for (int64_t t = first; t < last; ++t) {
+        dst.table[t - first] = static_cast<T_*>(tables[static_cast<size_t>(t)]->raw());
+        dst.acc[t - first] = accs.empty() ? nullptr : accs[static_cast<size_t>(t)]->data<float>();
+      }
+      dst.keys = s.keys.data<int64_t>();
+      dst.row_base = s.row_base.data<int64_t>();
+      dst.starts = s.starts.data<int32_t>();
+      dst.bags = s.bags.data<int32_t>();
+      dst.batch = batch;
+      dst.dim = dim;
+      dst.first = static_cast<int>(first);
+      run(v, tag, grid, lanes, dst, src, u_begin, u_end);
+    });
+  }
 }
 
 // ---- dense multi-tensor ---------------------------------------------------------------------------------
@@ -338,13 +442,10 @@ void sparse_sgd_update(Tensor& table, const SparseGrad& grad, float lr) {
   check_table(table, op);
   check_sparse_grad(table, grad, op);
   cuda::detail::DeviceScope scope(table);
-  const int64_t unique = grad.rows.numel(), dim = table.size(1);
-  const FromValues src{grad.values.data<float>(), dim};
-  const bool vec = dim % 4 == 0 && cuda::detail::alignment_of(grad.values.raw()) >= 16;
-  launch_rows(table, unique, vec, [&](auto v, auto* w, unsigned grid, int lanes) {
-    using T = std::remove_pointer_t<decltype(w)>;
-    sparse_sgd_kernel<T, decltype(v)::value, FromValues><<<grid, kThreads, 0, cuda::detail::stream()>>>(
-        w, grad.rows.data<int64_t>(), unique, dim, lanes, -lr, src);
+  const int64_t unique = grad.rows.numel();
+  update_from_values(table, nullptr, grad, [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src) {
+    sparse_sgd_kernel<decltype(tag), decltype(v)::value><<<grid, kThreads, 0, cuda::detail::stream()>>>(
+        dst, 0, unique, table.size(1), lanes, -lr, src);
   });
 }
 
@@ -355,46 +456,46 @@ void sparse_rowwise_adagrad_update(Tensor& table, Tensor& acc, const SparseGrad&
   check_acc(table, acc, op);
   check_sparse_grad(table, grad, op);
   cuda::detail::DeviceScope scope(table);
-  const int64_t unique = grad.rows.numel(), dim = table.size(1);
-  const FromValues src{grad.values.data<float>(), dim};
-  const bool vec = dim % 4 == 0 && cuda::detail::alignment_of(grad.values.raw()) >= 16;
-  launch_rows(table, unique, vec, [&](auto v, auto* w, unsigned grid, int lanes) {
-    using T = std::remove_pointer_t<decltype(w)>;
-    rowwise_adagrad_kernel<T, decltype(v)::value, FromValues><<<grid, kThreads, 0, cuda::detail::stream()>>>(
-        w, acc.data<float>(), grad.rows.data<int64_t>(), unique, dim, lanes, args.lr, args.eps, args.weight_decay,
-        src);
+  const int64_t unique = grad.rows.numel();
+  update_from_values(table, &acc, grad, [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src) {
+    rowwise_adagrad_kernel<decltype(tag), decltype(v)::value><<<grid, kThreads, 0, cuda::detail::stream()>>>(
+        dst, 0, unique, table.size(1), lanes, args.lr, args.eps, args.weight_decay, src);
   });
+}
+
+void embedding_bags_backward_sgd(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                                 const Tensor& grad_out, PoolMode mode, const std::vector<Tensor*>& tables, float lr) {
+  update_from_bags("embedding_bags_backward_sgd", indices, offsets, grad_out, mode, tables, {},
+                   [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src, int64_t u_begin,
+                       int64_t u_end) {
+                     sparse_sgd_kernel<decltype(tag), decltype(v)::value><<<grid, kThreads, 0, cuda::detail::stream()>>>(
+                         dst, u_begin, u_end, dst.dim, lanes, -lr, src);
+                   });
+}
+
+void embedding_bags_backward_rowwise_adagrad(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                                             const Tensor& grad_out, PoolMode mode, const std::vector<Tensor*>& tables,
+                                             const std::vector<Tensor*>& accs, const RowwiseAdagradArgs& args) {
+  RF_CHECK(accs.size() == tables.size(), "embedding_bags_backward_rowwise_adagrad: ", tables.size(), " tables, ",
+           accs.size(), " accumulators");
+  update_from_bags("embedding_bags_backward_rowwise_adagrad", indices, offsets, grad_out, mode, tables, accs,
+                   [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src, int64_t u_begin,
+                       int64_t u_end) {
+                     rowwise_adagrad_kernel<decltype(tag), decltype(v)::value>
+                         <<<grid, kThreads, 0, cuda::detail::stream()>>>(dst, u_begin, u_end, dst.dim, lanes, args.lr,
+                                                                         args.eps, args.weight_decay, src);
+                   });
 }
 
 void embedding_bag_backward_sgd(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out, PoolMode mode,
                                 Tensor& table, float lr) {
-  const char* op = "embedding_bag_backward_sgd";
-  check_table(table, op);
-  cuda::detail::DeviceScope scope(table);
-  Sorted s = sort_for_update(op, indices, offsets, grad_out, mode, table);
-  const int64_t dim = table.size(1);
-  launch_rows(table, s.s.unique, s.vec, [&](auto v, auto* w, unsigned grid, int lanes) {
-    using T = std::remove_pointer_t<decltype(w)>;
-    sparse_sgd_kernel<T, decltype(v)::value, FromBags><<<grid, kThreads, 0, cuda::detail::stream()>>>(
-        w, s.s.rows.data<int64_t>(), s.s.unique, dim, lanes, -lr, s.src);
-  });
+  embedding_bags_backward_sgd({indices}, {offsets}, grad_out, mode, {&table}, lr);
 }
 
 void embedding_bag_backward_rowwise_adagrad(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out,
                                             PoolMode mode, Tensor& table, Tensor& acc,
                                             const RowwiseAdagradArgs& args) {
-  const char* op = "embedding_bag_backward_rowwise_adagrad";
-  check_table(table, op);
-  check_acc(table, acc, op);
-  cuda::detail::DeviceScope scope(table);
-  Sorted s = sort_for_update(op, indices, offsets, grad_out, mode, table);
-  const int64_t dim = table.size(1);
-  launch_rows(table, s.s.unique, s.vec, [&](auto v, auto* w, unsigned grid, int lanes) {
-    using T = std::remove_pointer_t<decltype(w)>;
-    rowwise_adagrad_kernel<T, decltype(v)::value, FromBags><<<grid, kThreads, 0, cuda::detail::stream()>>>(
-        w, acc.data<float>(), s.s.rows.data<int64_t>(), s.s.unique, dim, lanes, args.lr, args.eps,
-        args.weight_decay, s.src);
-  });
+  embedding_bags_backward_rowwise_adagrad({indices}, {offsets}, grad_out, mode, {&table}, {&acc}, args);
 }
 
 void fused_adam_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads,

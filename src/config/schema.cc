@@ -57,6 +57,7 @@ const std::vector<ConfigKey> kSchema = {
   {"train.threads",                 int_key(0),                        "0",               "CPU threads per rank (0 = all cores)"},
   {"train.precision",               choice_key("fp32|bf16|fp16"),      "fp32",            "compute dtype; master weights stay fp32"},
   {"train.device",                  string_key(),                      "cpu",             "where the model and the step run: cpu, cuda or cuda:<index>"},
+  {"train.fused_embedding_update",  bool_key(),                        "true",            "on one GPU without fp16 loss scaling: update the embedding tables inside the backward (one fused pass) instead of through stored sparse gradients"},
   {"train.metrics_file",            string_key(),                      "",                "append one JSON line of metrics per log step here (empty = out_dir/metrics.jsonl)"},
   {"train.out_dir",                 string_key(),                      "runs/latest",     "directory for metrics, exports and the effective config"},
   // ---- [optimizer] ----

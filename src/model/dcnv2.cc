@@ -117,7 +117,7 @@ void Dcnv2::backward(const ModelInput& in, const Tensor& dlogits) {
   // x0 feeds every cross layer and is also x_0 itself: its gradient is the sum of both paths.
   split_columns(g, &grad_x0_, {grad_dense_, grad_pooled_.view({batch, T * d})});
   bottom_.backward(grad_dense_, /*need_input_grad=*/false, &hook_);
-  embeddings_.backward(in.indices, in.offsets, grad_pooled_);
+  embeddings_.backward(in.indices, in.offsets, grad_pooled_, &embedding_update_);
 }
 
 ParameterList Dcnv2::parameters() {

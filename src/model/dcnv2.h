@@ -19,6 +19,7 @@ class Dcnv2 : public Model {
   void backward(const ModelInput& in, const Tensor& dlogits) override;
   ParameterList parameters() override;
   void set_grad_ready_hook(GradReadyHook hook) override { hook_ = std::move(hook); }
+  void set_embedding_update(EmbeddingUpdate update) override { embedding_update_ = std::move(update); }
   const ModelConfig& config() const override { return cfg_; }
 
  private:
@@ -30,6 +31,7 @@ class Dcnv2 : public Model {
 
   ModelConfig cfg_;
   GradReadyHook hook_;
+  EmbeddingUpdate embedding_update_;
   int64_t width_;  // dim * (T + 1)
   Mlp bottom_;
   ShardedEmbeddingCollection embeddings_;  // EmbeddingCollection without cfg.parallel

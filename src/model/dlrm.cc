@@ -47,7 +47,7 @@ void Dlrm::backward(const ModelInput& in, const Tensor& dlogits) {
   interaction_backward(bottom_.forward_output(), pooled_, d_inter, cfg_.self_interaction, grad_dense_,
                        grad_pooled_);
   bottom_.backward(grad_dense_, /*need_input_grad=*/false, &hook_);
-  embeddings_.backward(in.indices, in.offsets, grad_pooled_);
+  embeddings_.backward(in.indices, in.offsets, grad_pooled_, &embedding_update_);
 }
 
 ParameterList Dlrm::parameters() {

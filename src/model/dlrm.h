@@ -16,11 +16,13 @@ class Dlrm : public Model {
   void backward(const ModelInput& in, const Tensor& dlogits) override;
   ParameterList parameters() override;
   void set_grad_ready_hook(GradReadyHook hook) override { hook_ = std::move(hook); }
+  void set_embedding_update(EmbeddingUpdate update) override { embedding_update_ = std::move(update); }
   const ModelConfig& config() const override { return cfg_; }
 
  private:
   ModelConfig cfg_;
   GradReadyHook hook_;
+  EmbeddingUpdate embedding_update_;
   Mlp bottom_;
   ShardedEmbeddingCollection embeddings_;  // EmbeddingCollection without cfg.parallel
   TpMlp top_;  // Mlp without cfg.parallel / tensor parallelism

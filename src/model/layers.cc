@@ -152,10 +152,18 @@ void EmbeddingCollection::forward(const std::vector<Tensor>& indices, const std:
 }
 
 void EmbeddingCollection::backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
-                                   const Tensor& grad_pooled) {
+                                   const Tensor& grad_pooled, const EmbeddingUpdate* update) {
   int64_t T = num_tables();
   int64_t batch = grad_pooled.size(0);
   if (T == 0) return;
+  if (update && *update) {
+    ParameterList tables;
+    for (Parameter& p : tables_) tables.push_back(&p);
+    if ((*update)(tables, indices, offsets, grad_pooled.view({batch, T * dim_}), mode_)) {
+      for (Parameter& p : tables_) p.sparse_grad = SparseGrad{};  // updated already: nothing for the optimizer
+      return;
+    }
+  }
   std::vector<int64_t> rows;
   for (const Parameter& p : tables_) rows.push_back(p.value.size(0));
   std::vector<SparseGrad> grads =

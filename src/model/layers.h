@@ -76,8 +76,10 @@ class EmbeddingCollection {
 
   // indices[t] [nnz_t] int64, offsets[t] [batch + 1]; writes pooled [batch, T, dim] fp32.
   void forward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets, Tensor& pooled);
-  // grad_pooled [batch, T, dim]: fills each table's sparse gradient.
-  void backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets, const Tensor& grad_pooled);
+  // grad_pooled [batch, T, dim]: fills each table's sparse gradient, or, when `update` is set and
+  // takes them, hands the tables to it (their sparse gradients are then left empty).
+  void backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets, const Tensor& grad_pooled,
+                const EmbeddingUpdate* update = nullptr);
 
   int64_t num_tables() const { return static_cast<int64_t>(tables_.size()); }
   int64_t dim() const { return dim_; }

@@ -59,6 +59,9 @@ class Model {
   virtual ParameterList parameters() = 0;
   // Installs (or, with an empty hook, removes) the hook every later backward calls per dense parameter.
   virtual void set_grad_ready_hook(GradReadyHook hook) = 0;
+  // Installs (or removes) the update every later backward hands its embedding tables to (see
+  // EmbeddingUpdate). Sharded tables keep their own path and never call it.
+  virtual void set_embedding_update(EmbeddingUpdate update) = 0;
   virtual const ModelConfig& config() const = 0;
 };
 

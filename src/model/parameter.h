@@ -40,4 +40,12 @@ using ParameterList = std::vector<Parameter*>;
 // reducing it while the rest of the backward runs.
 using GradReadyHook = std::function<void(const Parameter*)>;
 
+// Called by an embedding collection's backward in place of computing each table's sparse gradient:
+// given the collection's tables, the batch's lookups and the gradient of the pooled embeddings
+// [batch, T * dim], it applies the sparse optimizer's update straight from them (one fused pass on a
+// GPU) and returns true; false leaves the backward to fill Parameter::sparse_grad as usual.
+using EmbeddingUpdate = std::function<bool(const ParameterList& tables, const std::vector<Tensor>& indices,
+                                           const std::vector<Tensor>& offsets, const Tensor& grad_pooled,
+                                           PoolMode mode)>;
+
 }  // namespace rf

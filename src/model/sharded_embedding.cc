@@ -306,8 +306,8 @@ void ShardedEmbeddingCollection::forward(const std::vector<Tensor>& indices, con
 }
 
 void ShardedEmbeddingCollection::backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
-                                          const Tensor& grad_pooled) {
-  if (local_) return local_->backward(indices, offsets, grad_pooled);
+                                          const Tensor& grad_pooled, const EmbeddingUpdate* update) {
+  if (local_) return local_->backward(indices, offsets, grad_pooled, update);
   const int64_t T = num_tables();
   const int64_t B = grad_pooled.size(0);
   const int W = comm().size();

@@ -37,7 +37,9 @@ class ShardedEmbeddingCollection {
   // grad_pooled [batch, T, dim] for the last forward's batch. Sharded tables get, on their owners, the
   // sum over every rank's samples divided by the group size (the data-parallel average, as
   // sync_sparse_grads gives replicated tables); replicated tables get this rank's sparse gradient.
-  void backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets, const Tensor& grad_pooled);
+  // `update`: EmbeddingCollection's, used only when no table is sharded.
+  void backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets, const Tensor& grad_pooled,
+                const EmbeddingUpdate* update = nullptr);
 
   int64_t num_tables() const { return static_cast<int64_t>(sizes_.size()); }
   int64_t dim() const { return dim_; }

@@ -118,6 +118,24 @@ class DeviceSparse : public Optimizer {
   }
   std::vector<std::pair<std::string, Tensor*>> state() override { return state_.named(); }
 
+  bool fused_embedding_update(const ParameterList& tables, const std::vector<Tensor>& indices,
+                              const std::vector<Tensor>& offsets, const Tensor& grad_pooled, PoolMode mode,
+                              float lr) override {
+    std::vector<Tensor*> values, accs;
+    for (Parameter* p : tables) {
+      check_device_param(*p, name());
+      if (p->full_rows >= 0 && p->sharding != Sharding::kReplicated) return false;  // shards: their own path
+      values.push_back(&p->value);
+      if (adagrad_) accs.push_back(&acc(*p));
+    }
+    if (!adagrad_) {
+      embedding_bags_backward_sgd(indices, offsets, grad_pooled, mode, values, lr);
+    } else {
+      embedding_bags_backward_rowwise_adagrad(indices, offsets, grad_pooled, mode, values, accs, args(lr));
+    }
+    return true;
+  }
+
   void step(const ParameterList& params, int64_t, float lr) override {
     for (Parameter* p : params) {
       check_device_param(*p, name());
@@ -129,16 +147,19 @@ class DeviceSparse : public Optimizer {
         // The sharded tables' exchange of full-row sums (Parameter::full_row_sums) runs on the host.
         RF_CHECK(!p->full_row_sums.defined(), name(), ": table '", p->name,
                  "' is column-sharded; its full-row statistics are host-only");
-        RowwiseAdagradArgs args;
-        args.lr = lr;
-        args.eps = static_cast<float>(hp_.sparse_eps < 0.0 ? 1e-8 : hp_.sparse_eps);
-        args.weight_decay = static_cast<float>(hp_.sparse_weight_decay);
-        sparse_rowwise_adagrad_update(p->value, *a, p->sparse_grad, args);
+        sparse_rowwise_adagrad_update(p->value, *a, p->sparse_grad, args(lr));
       }
     }
   }
 
  private:
+  RowwiseAdagradArgs args(float lr) const {
+    RowwiseAdagradArgs a;
+    a.lr = lr;
+    a.eps = static_cast<float>(hp_.sparse_eps < 0.0 ? 1e-8 : hp_.sparse_eps);
+    a.weight_decay = static_cast<float>(hp_.sparse_weight_decay);
+    return a;
+  }
   Tensor& acc(const Parameter& p) {
     return state_.get("momentum1", p, {p.value.size(0)}, static_cast<float>(hp_.initial_accumulator));
   }

@@ -267,6 +267,13 @@ void split(const ParameterList& params, ParameterList& dense, ParameterList& spa
 }
 }  // namespace
 
+bool ParamGroupOptimizer::fused_embedding_update(const ParameterList& tables, const std::vector<Tensor>& indices,
+                                                 const std::vector<Tensor>& offsets, const Tensor& grad_pooled,
+                                                 PoolMode mode, double lr_scale) {
+  return sparse_->fused_embedding_update(tables, indices, offsets, grad_pooled, mode,
+                                         static_cast<float>(sparse_lr_ * lr_scale));
+}
+
 void ParamGroupOptimizer::step(const ParameterList& params, int64_t step, double lr_scale) {
   this->step(params, step, static_cast<float>(dense_lr_ * lr_scale), static_cast<float>(sparse_lr_ * lr_scale));
 }

@@ -42,6 +42,16 @@ class Optimizer {
   // state['step'] after its increment. State is created on first sight of a parameter (by name).
   virtual void step(const ParameterList& params, int64_t step, float lr) = 0;
 
+  // Sparse optimizers: the update of an embedding collection's `tables` straight from its backward's
+  // inputs (lookups, gradient of the pooled [batch, T * dim] embeddings), the per-row gradient never
+  // stored; the result equals the backward's SparseGrads followed by step(). Returns false where there
+  // is no such path (the default; the CPU optimizers take the SparseGrads).
+  virtual bool fused_embedding_update(const ParameterList& /*tables*/, const std::vector<Tensor>& /*indices*/,
+                                      const std::vector<Tensor>& /*offsets*/, const Tensor& /*grad_pooled*/,
+                                      PoolMode /*mode*/, float /*lr*/) {
+    return false;
+  }
+
   // Allocates state for `params` now (zero, or the initial accumulator), so that a checkpoint can be
   // loaded into state() before the first step.
   virtual void init_state(const ParameterList& params) = 0;
@@ -160,6 +170,11 @@ class ParamGroupOptimizer {
   void step(const ParameterList& params, int64_t step, double lr_scale = 1.0);
   // Explicit lrs per group.
   void step(const ParameterList& params, int64_t step, float dense_lr, float sparse_lr);
+
+  // The sparse optimizer's fused_embedding_update with lr = sparse lr * lr_scale (as step()).
+  bool fused_embedding_update(const ParameterList& tables, const std::vector<Tensor>& indices,
+                              const std::vector<Tensor>& offsets, const Tensor& grad_pooled, PoolMode mode,
+                              double lr_scale);
 
   void init_state(const ParameterList& params);
   // "dense.<name>" and "sparse.<name>" prefixed state of both optimizers.

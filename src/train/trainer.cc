@@ -196,6 +196,15 @@ Trainer::Trainer(const Config& cfg, const ModelConfig& mc) : cfg_(cfg), timing_(
       model_->set_grad_ready_hook([this](const Parameter* p) { buckets_->mark_ready(p); });
   }
   eval_batch_size_ = cfg.get_int("train.eval_batch_size");
+  // One GPU without loss scaling: the embedding tables are updated inside the backward, straight from
+  // the lookups (one sort and one update pass for all tables), rather than through stored SparseGrads.
+  // Data parallelism merges sparse gradients across ranks and the fp16 loss scaler inspects them before
+  // any update, so both keep the SparseGrad path; sharded tables have their own.
+  if (model_cfg.device.is_cuda() && dp_size_ == 1 && !timing_->scaler && cfg.get_bool("train.fused_embedding_update"))
+    model_->set_embedding_update([this](const ParameterList& tables, const std::vector<Tensor>& indices,
+                                        const std::vector<Tensor>& offsets, const Tensor& grad_pooled, PoolMode mode) {
+      return optimizer_->fused_embedding_update(tables, indices, offsets, grad_pooled, mode, schedule_->scale(step_));
+    });
 }
 
 Trainer::~Trainer() = default;

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "src/core/allocator.h"
@@ -63,6 +64,13 @@ inline Bags random_bags(Rng& rng, int64_t batch, int64_t rows, int64_t max_len) 
     b.offsets.push_back(static_cast<int64_t>(b.indices.size()));
   }
   return b;
+}
+
+// The bytes of a host tensor, for bit-for-bit comparisons.
+inline std::vector<uint8_t> raw_bytes(const Tensor& host) {
+  std::vector<uint8_t> v(host.nbytes());
+  std::memcpy(v.data(), host.raw(), v.size());
+  return v;
 }
 
 inline Tensor i64(const std::vector<int64_t>& v) { return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}); }
