@@ -6,6 +6,7 @@
 # per case with samples_per_s, pytorch_samples_per_s and ratio. Runs prebuilt binaries only (the GPU
 # machine has no build dependencies): pass the recforge binary; LD_LIBRARY_PATH must reach its libs.
 #   bench/gpu_throughput.sh path/to/recforge [python3]     (about 2-3 minutes on an H200)
+# RF_EXTRA_ARGS: more `recforge bench dlrm` flags for every case (e.g. --train.fused_embedding_update=false).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rf=${1:?usage: bench/gpu_throughput.sh path/to/recforge [python3]}
@@ -29,7 +30,7 @@ run_case() {  # config batch dtype
   local rf_out
   rf_out=$("$rf" bench dlrm --config "$config" --train.device=cuda --train.precision="$dtype" \
     --train.batch_size="$batch" --optimizer.dense=sgd --optimizer.sparse=sgd \
-    --bench.steps="$rf_steps" --bench.warmup="$rf_warmup")
+    --bench.steps="$rf_steps" --bench.warmup="$rf_warmup" ${RF_EXTRA_ARGS:-})
   printf '%s\n' "$rf_out"
   local rfs; rfs=$(printf '%s\n' "$rf_out" | tail -n 1 | sed -E 's/.*"samples_per_s": ([0-9.]+).*/\1/')
   echo "== $model batch $batch $dtype: pytorch"
