@@ -185,23 +185,6 @@ int main(int argc, char** argv) {
                                  static_cast<double>(s.batch) * s.dim * 4;
         rows.push_back({std::string("emb fwd ") + s.name + " " + dtype_name(dt), fwd_ms, fwd_bytes / (fwd_ms * 1e6),
                         copy_gbps, "GB/s"});
-        if (s.pooling == 1 && dt != DType::kF16) {
-          // The forward's bags-per-group variants (the row above is the automatic choice), each checked
-          // to give the same bits first.
-          embedding_bag_forward(table, bags[0].indices, bags[0].offsets, PoolMode::kSum, out);
-          const std::vector<float> want = out.to_vector<float>();
-          for (int r : {1, 2, 4}) {
-            cuda::set_embedding_forward_bags_per_group(r);
-            embedding_bag_forward(table, bags[0].indices, bags[0].offsets, PoolMode::kSum, out);
-            if (out.to_vector<float>() != want) throw Error("embedding forward with " + std::to_string(r) + " bags per group differs");
-            const double ms = median_ms(
-                [&](int i) { embedding_bag_forward(table, bags[i % kRotate].indices, bags[i % kRotate].offsets, PoolMode::kSum, out); },
-                reps, 5);
-            rows.push_back({std::string("emb fwd ") + s.name + " " + dtype_name(dt) + ", " + std::to_string(r) + " bags/group",
-                            ms, fwd_bytes / (ms * 1e6), copy_gbps, "GB/s"});
-          }
-          cuda::set_embedding_forward_bags_per_group(0);
-        }
         if (dt != DType::kF16) {  // fp16 rows are as wide as bf16 ones
           const int pieces = static_cast<int>(s.dim * dtype_size(dt) / 16);
           Tensor gathered = Tensor::empty({nnz * pieces * 4}, DType::kF32, kDev);
@@ -302,13 +285,6 @@ int main(int argc, char** argv) {
           median_ms([&](int i) { embedding_bags_forward(tables, idx[i % kRotate], off[i % kRotate], PoolMode::kSum, out); }, reps, 5);
       cuda::set_embedding_bounds_checks(false);
       rows.push_back({"emb fwd 26 tables dim16 b16384, one call", grouped_fwd, fwd_bytes / (grouped_fwd * 1e6), copy_gbps, "GB/s"});
-      for (int r : {1, 2, 4}) {
-        cuda::set_embedding_forward_bags_per_group(r);
-        const double ms =
-            median_ms([&](int i) { embedding_bags_forward(tables, idx[i % kRotate], off[i % kRotate], PoolMode::kSum, out); }, reps, 5);
-        rows.push_back({"emb fwd 26 tables, one call, " + std::to_string(r) + " bags/group", ms, fwd_bytes / (ms * 1e6), copy_gbps, "GB/s"});
-      }
-      cuda::set_embedding_forward_bags_per_group(0);
       rows.push_back({"emb fwd 26 tables, 26 calls + concat", loop_fwd, fwd_bytes / (loop_fwd * 1e6), copy_gbps, "GB/s"});
       rows.push_back({"emb fwd 26 tables, one call, bounds checks on", checked_fwd, fwd_bytes / (checked_fwd * 1e6), copy_gbps, "GB/s"});
 

@@ -31,9 +31,6 @@ bool allow_tf32();
 // binary shard loader checks indices against the table sizes) to keep the step free of syncs.
 void set_embedding_bounds_checks(bool on);
 bool embedding_bounds_checks();
-// Bags each lane group of the embedding forward pools (1, 2 or 4; 0, the default: chosen per call from
-// the number of bags and the device's size). A tuning and testing knob; results are identical.
-void set_embedding_forward_bags_per_group(int bags);
 
 // Elementwise fp32/fp16/bf16 conversion on the tensors' device, bit-identical to the CPU cast
 // (round to nearest even as src/core/dtype.h).

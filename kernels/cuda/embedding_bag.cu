@@ -36,7 +36,6 @@ constexpr int kMaxTables = 32;
 // "No bad bag / position": every byte 0x7f (one cudaMemsetAsync), larger than any bag or position.
 constexpr int64_t kNone = 0x7f7f7f7f7f7f7f7fll;
 std::atomic<bool> g_bounds_checks{true};
-std::atomic<int> g_bags_per_group{0};  // 0: chosen per call (bags_per_group)
 
 // One table of a call as the kernels see it.
 struct BagTable {
@@ -145,27 +144,10 @@ void throw_if_flagged(const char* op, bool grouped, const Call& c, const std::ve
 }
 
 // ---- forward ---------------------------------------------------------------------------------------
-// Writes one bag's pooled piece [d0, d0 + V) of fp32 values (scaled) at o.
-template <int V>
-__device__ __forceinline__ void write_piece(float* o, const float (&acc)[V], float scale) {
-  if constexpr (V == 4) {
-    *reinterpret_cast<float4*>(o) = make_float4(acc[0] * scale, acc[1] * scale, acc[2] * scale, acc[3] * scale);
-  } else if constexpr (V == 8) {
-    reinterpret_cast<float4*>(o)[0] = make_float4(acc[0] * scale, acc[1] * scale, acc[2] * scale, acc[3] * scale);
-    reinterpret_cast<float4*>(o)[1] = make_float4(acc[4] * scale, acc[5] * scale, acc[6] * scale, acc[7] * scale);
-  } else {
-#pragma unroll
-    for (int i = 0; i < V; ++i) o[i] = acc[i] * scale;
-  }
-}
-
 // out[b, t * dim + :] = pool(table_t[ind_t[k], :] for k in [off_t[b], off_t[b+1])), t = blockIdx.y
 // (out already points at the launch's first table's columns). Lanes of a group split the row into
-// V-element pieces; a pass covers lanes * V elements. A group pools R bags (base + j * groups per
-// block): with R = 1 it keeps two rows of its bag in flight; with R > 1 it loads the k-th row of each
-// of its R bags before adding any, so R independent offset -> index -> row chains overlap (short bags,
-// where one bag has one row to give). Each bag's rows are added in index order either way.
-template <class T, int V, int R>
+// V-element pieces; a pass covers lanes * V elements.
+template <class T, int V>
 __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant__ BagTables tabs, int64_t batch,
                                                            int64_t dim, int64_t out_stride, int lanes, bool mean,
                                                            float* __restrict__ out) {
@@ -174,92 +156,43 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
   const int64_t* __restrict__ ind = tb.ind;
   const int groups_per_block = kThreads / lanes;
   const int lane = threadIdx.x % lanes;
-  const int64_t base = static_cast<int64_t>(blockIdx.x) * groups_per_block * R + threadIdx.x / lanes;
-  if (base >= batch) return;
-  float* out_t = out + static_cast<int64_t>(blockIdx.y) * dim;
-  if constexpr (R == 1) {
-    const int64_t begin = tb.off[base], end = tb.off[base + 1];
-    const float scale = (mean && end > begin) ? 1.0f / static_cast<float>(end - begin) : 1.0f;
-    for (int64_t d0 = static_cast<int64_t>(lane) * V; d0 < dim; d0 += static_cast<int64_t>(lanes) * V) {
-      float acc[V];
+  const int64_t bag = static_cast<int64_t>(blockIdx.x) * groups_per_block + threadIdx.x / lanes;
+  if (bag >= batch) return;
+  const int64_t begin = tb.off[bag], end = tb.off[bag + 1];
+  const float scale = (mean && end > begin) ? 1.0f / static_cast<float>(end - begin) : 1.0f;
+  float* o_row = out + bag * out_stride + static_cast<int64_t>(blockIdx.y) * dim;
+  for (int64_t d0 = static_cast<int64_t>(lane) * V; d0 < dim; d0 += static_cast<int64_t>(lanes) * V) {
+    float acc[V];
 #pragma unroll
-      for (int i = 0; i < V; ++i) acc[i] = 0.0f;
-      int64_t k = begin;
-      // Two rows per iteration: both loads are issued before either is added.
-      for (; k + 1 < end; k += 2) {
-        float a[V], b[V];
-        load_vec<T, V>(table + ind[k] * dim + d0, a);
-        load_vec<T, V>(table + ind[k + 1] * dim + d0, b);
+    for (int i = 0; i < V; ++i) acc[i] = 0.0f;
+    int64_t k = begin;
+    // Two rows per iteration: both loads are issued before either is added.
+    for (; k + 1 < end; k += 2) {
+      float a[V], b[V];
+      load_vec<T, V>(table + ind[k] * dim + d0, a);
+      load_vec<T, V>(table + ind[k + 1] * dim + d0, b);
 #pragma unroll
-        for (int i = 0; i < V; ++i) acc[i] += a[i];
+      for (int i = 0; i < V; ++i) acc[i] += a[i];
 #pragma unroll
-        for (int i = 0; i < V; ++i) acc[i] += b[i];
-      }
-      if (k < end) {
-        float a[V];
-        load_vec<T, V>(table + ind[k] * dim + d0, a);
-#pragma unroll
-        for (int i = 0; i < V; ++i) acc[i] += a[i];
-      }
-      write_piece<V>(out_t + base * out_stride + d0, acc, scale);
+      for (int i = 0; i < V; ++i) acc[i] += b[i];
     }
-  } else {
-    int64_t begin[R], len[R], longest = 0;
+    if (k < end) {
+      float a[V];
+      load_vec<T, V>(table + ind[k] * dim + d0, a);
 #pragma unroll
-    for (int j = 0; j < R; ++j) {
-      const int64_t bag = base + static_cast<int64_t>(j) * groups_per_block;
-      begin[j] = bag < batch ? tb.off[bag] : 0;
-      len[j] = bag < batch ? tb.off[bag + 1] - begin[j] : 0;
-      longest = max(longest, len[j]);
+      for (int i = 0; i < V; ++i) acc[i] += a[i];
     }
-    for (int64_t d0 = static_cast<int64_t>(lane) * V; d0 < dim; d0 += static_cast<int64_t>(lanes) * V) {
-      float acc[R][V];
+    float* o = o_row + d0;
+    if constexpr (V == 4) {
+      *reinterpret_cast<float4*>(o) = make_float4(acc[0] * scale, acc[1] * scale, acc[2] * scale, acc[3] * scale);
+    } else if constexpr (V == 8) {
+      reinterpret_cast<float4*>(o)[0] = make_float4(acc[0] * scale, acc[1] * scale, acc[2] * scale, acc[3] * scale);
+      reinterpret_cast<float4*>(o)[1] = make_float4(acc[4] * scale, acc[5] * scale, acc[6] * scale, acc[7] * scale);
+    } else {
 #pragma unroll
-      for (int j = 0; j < R; ++j)
-#pragma unroll
-        for (int i = 0; i < V; ++i) acc[j][i] = 0.0f;
-      for (int64_t s = 0; s < longest; ++s) {
-        float a[R][V];
-#pragma unroll
-        for (int j = 0; j < R; ++j) {
-          if (s < len[j]) {
-            load_vec<T, V>(table + ind[begin[j] + s] * dim + d0, a[j]);
-          } else {
-#pragma unroll
-            for (int i = 0; i < V; ++i) a[j][i] = 0.0f;  // + 0.0f leaves a sum of +0.0f or more unchanged
-          }
-        }
-#pragma unroll
-        for (int j = 0; j < R; ++j)
-#pragma unroll
-          for (int i = 0; i < V; ++i) acc[j][i] += a[j][i];
-      }
-#pragma unroll
-      for (int j = 0; j < R; ++j) {
-        const int64_t bag = base + static_cast<int64_t>(j) * groups_per_block;
-        if (bag >= batch) continue;
-        const float scale = (mean && len[j] > 0) ? 1.0f / static_cast<float>(len[j]) : 1.0f;
-        write_piece<V>(out_t + bag * out_stride + d0, acc[j], scale);
-      }
+      for (int i = 0; i < V; ++i) o[i] = acc[i] * scale;
     }
   }
-}
-
-// Bags per lane group: set_embedding_forward_bags_per_group's value, or (0) as many as keep every
-// table's bags at least two full waves of the device's resident groups deep, up to 4.
-int bags_per_group(int64_t bags, int lanes) {
-  const int forced = g_bags_per_group.load();
-  if (forced > 0) return forced;
-  static const int64_t sms = [] {
-    int dev = 0, n = 0;
-    RF_CHECK_CUDA(cudaGetDevice(&dev));
-    RF_CHECK_CUDA(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-    return static_cast<int64_t>(n);
-  }();
-  const int64_t resident = sms * (2048 / lanes);
-  int r = 1;
-  while (r < 4 && bags / (2 * r) >= 2 * resident) r *= 2;
-  return r;
 }
 
 template <class T>
@@ -270,21 +203,16 @@ void launch_forward(const Call& c, int64_t dim, bool mean, Tensor& out) {
   bool vec = dim % kVec == 0 && stride % 4 == 0 && detail::alignment_of(out.raw()) >= 16;
   for (const BagTable& t : c.tables) vec = vec && detail::alignment_of(t.table) >= 16;
   const int lanes = detail::lanes_for(dim, vec ? kVec : 1);
-  const int r = bags_per_group(c.batch * static_cast<int64_t>(c.tables.size()), lanes);
-  const int64_t bags_per_block = (kThreads / lanes) * r;
-  const unsigned grid = static_cast<unsigned>((c.batch + bags_per_block - 1) / bags_per_block);
+  const int64_t groups = kThreads / lanes;
+  const unsigned grid = static_cast<unsigned>((c.batch + groups - 1) / groups);
   per_launch(c, [&](const BagTables& tabs, int first, unsigned n) {
     float* o = out.data<float>() + static_cast<int64_t>(first) * dim;
-    auto go = [&](auto kernel) {
-      kernel<<<dim3(grid, n), kThreads, 0, detail::stream()>>>(tabs, c.batch, dim, stride, lanes, mean, o);
-    };
-    if (vec) {
-      if (r == 4) go(forward_kernel<T, kVec, 4>);
-      else if (r == 2) go(forward_kernel<T, kVec, 2>);
-      else go(forward_kernel<T, kVec, 1>);
-    } else {
-      go(forward_kernel<T, 1, 1>);
-    }
+    if (vec)
+      forward_kernel<T, kVec><<<dim3(grid, n), kThreads, 0, detail::stream()>>>(tabs, c.batch, dim, stride, lanes,
+                                                                               mean, o);
+    else
+      forward_kernel<T, 1><<<dim3(grid, n), kThreads, 0, detail::stream()>>>(tabs, c.batch, dim, stride, lanes, mean,
+                                                                            o);
   });
 }
 
@@ -450,11 +378,6 @@ std::vector<SparseGrad> segment_sums(const TableLookups& s, const Tensor& grad_o
 }  // namespace
 
 void set_embedding_bounds_checks(bool on) { g_bounds_checks = on; }
-void set_embedding_forward_bags_per_group(int bags) {
-  RF_CHECK(bags == 0 || bags == 1 || bags == 2 || bags == 4, "embedding forward: bags per group ", bags,
-           " (expected 0 = automatic, 1, 2 or 4)");
-  g_bags_per_group = bags;
-}
 bool embedding_bounds_checks() { return g_bounds_checks; }
 
 namespace detail {
@@ -463,10 +386,6 @@ namespace detail {
 void check_lookup_count(const char* op, const Tensor& indices, const Tensor& offsets, int64_t /*batch*/) {
   RF_CHECK(indices.numel() < std::numeric_limits<int32_t>::max() && offsets.numel() < std::numeric_limits<int32_t>::max(),
            op, ": more than 2^31 lookups in one call");
-}
-
-int64_t check_bags(const char* op, const Tensor& indices, const Tensor& offsets) {
-  return checks::embedding_bags(op, indices, offsets, check_lookup_count);
 }
 
 TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<Tensor>& indices,

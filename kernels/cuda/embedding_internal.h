@@ -26,8 +26,7 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
                                 const std::vector<Tensor>& offsets, const std::vector<int64_t>& num_rows,
                                 int64_t batch, bool mean);
 
-// checks::embedding_bags plus the 32-bit lookup limit of the kernels; returns batch.
-int64_t check_bags(const char* op, const Tensor& indices, const Tensor& offsets);
+// The kernels' 32-bit lookup limit (a checks::BagCheck).
 void check_lookup_count(const char* op, const Tensor& indices, const Tensor& offsets, int64_t batch);
 
 // Lanes per row (a power of two <= 32) so that lanes * vec covers dim in as few passes as possible.

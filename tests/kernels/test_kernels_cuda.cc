@@ -239,23 +239,14 @@ struct EmbCase {
 // dim 16/128 take the 16-byte path, 13 and 6 the scalar one; 3 rows force heavy repeats.
 const EmbCase kEmbCases[] = {{1, 10, 16, 5}, {64, 1000, 16, 20}, {200, 50, 128, 8}, {33, 3, 13, 40}, {500, 4000, 6, 3}};
 
-// Every bags-per-group variant of the forward kernel (0: the automatic choice), restored afterwards.
-struct BagsPerGroup {
-  explicit BagsPerGroup(int r) { cuda::set_embedding_forward_bags_per_group(r); }
-  ~BagsPerGroup() { cuda::set_embedding_forward_bags_per_group(0); }
-};
-
 TEST(CudaEmbeddingBag, ForwardMatchesCpu) {
   RF_REQUIRE_GPU();
   uint64_t seed = 3000;
-  for (int r : {0, 1, 2, 4})
   for (const EmbCase& c : kEmbCases)
     for (DType dt : {DType::kF32, DType::kF16, DType::kBF16})
       for (PoolMode mode : {PoolMode::kSum, PoolMode::kMean}) {
         SCOPED_TRACE(::testing::Message() << "batch " << c.batch << " rows " << c.rows << " dim " << c.dim << " "
-                                          << dtype_name(dt) << (mode == PoolMode::kSum ? " sum" : " mean")
-                                          << " bags per group " << r);
-        BagsPerGroup bpg(r);
+                                          << dtype_name(dt) << (mode == PoolMode::kSum ? " sum" : " mean"));
         Rng rng(seed++);
         Tensor table = random_tensor(rng, {c.rows, c.dim}, dt, nullptr);
         Bags b = random_bags(rng, c.batch, c.rows, c.max_len);
@@ -316,14 +307,11 @@ TEST(CudaEmbeddingBags, ManyTablesMatchCpuAndAreDeterministic) {
   struct C {
     int64_t batch, tables, dim;
   };
-  for (int r : {0, 2, 4})
   for (C c : {C{64, 26, 16}, C{19, 40, 8}, C{33, 3, 128}, C{8, 5, 6}})
     for (DType dt : {DType::kF32, DType::kBF16, DType::kF16})
       for (PoolMode mode : {PoolMode::kSum, PoolMode::kMean}) {
         SCOPED_TRACE(::testing::Message() << "batch " << c.batch << " tables " << c.tables << " dim " << c.dim << " "
-                                          << dtype_name(dt) << (mode == PoolMode::kSum ? " sum" : " mean")
-                                          << " bags per group " << r);
-        BagsPerGroup bpg(r);
+                                          << dtype_name(dt) << (mode == PoolMode::kSum ? " sum" : " mean"));
         Rng rng(seed++);
         std::vector<Tensor> tables, idx, off, dtables, didx, doff;
         std::vector<int64_t> rows;
