@@ -1,7 +1,9 @@
 // CUDA fused optimizers (kernels/optim_fused.h). Sparse: one lane group per touched row, sized like the
-// embedding kernels; the gradient row comes from a SparseGrad or is reduced on the fly from the sorted
-// lookups (fused backward + update). Row-wise Adagrad keeps up to four 4-wide pieces of the gradient in
-// registers between its two phases (sum of squares, then update) and recomputes the rest.
+// embedding kernels; the gradient row comes from a SparseGrad or is reduced on the fly from the lookups
+// of every table of a collection sorted together (fused backward + update; a one-table call is the
+// one-table case), and the row lives in one table (OneTable) or in the table its key belongs to
+// (ManyTables). Row-wise Adagrad keeps up to four 4-wide pieces of the gradient in registers between
+// its two phases (sum of squares, then update) and recomputes the rest.
 // Dense: a multi-tensor launch whose kernel argument carries up to 48 tensors; each block finds its
 // tensor and chunk from a prefix table, so many small parameters cost one launch.
 #include <cuda_runtime.h>
