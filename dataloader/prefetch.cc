@@ -113,7 +113,9 @@ void Prefetcher::work() {
     } else {
       s.state = State::kFree;
     }
-    cv_ready_.notify_all();
+    // The consumer waits for batch next_deliver_ only (and pause() for the last batch in flight): a
+    // batch finished out of order wakes nobody, so two workers cost the consumer one wake-up per batch.
+    if (k == next_deliver_ || inflight_ == 0 || gen != generation_) cv_ready_.notify_all();
   }
 }
 
@@ -129,7 +131,7 @@ bool Prefetcher::next(Batch& out) {
       return false;
     }
     ++next_deliver_;
-    out = s.out;
+    out = std::move(s.out);
     return true;
   }
   std::unique_lock<std::mutex> lock(mu_);
@@ -152,7 +154,7 @@ bool Prefetcher::next(Batch& out) {
     return false;
   }
   ++next_deliver_;
-  out = s.out;
+  out = std::move(s.out);  // one set of handles: a copy would touch every tensor's count again from this core
   return true;
 }
 
