@@ -25,14 +25,11 @@
 namespace rf::cuda {
 namespace {
 
-using detail::load_f32;
+using detail::kMaxTables;
 using detail::load_vec;
 using detail::TableLookups;
 
 constexpr int kThreads = 256;
-// Tables per launch: their descriptions travel as a kernel parameter (kMaxTables * 48 bytes); more
-// tables take more launches.
-constexpr int kMaxTables = 32;
 // "No bad bag / position": every byte 0x7f (one cudaMemsetAsync), larger than any bag or position.
 constexpr int64_t kNone = 0x7f7f7f7f7f7f7f7fll;
 std::atomic<bool> g_bounds_checks{true};

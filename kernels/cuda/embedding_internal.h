@@ -9,6 +9,10 @@
 
 namespace rf::cuda::detail {
 
+// Tables per launch of the many-table kernels: their pointers travel in the kernel's parameters (56
+// bytes a table for the embedding bags, 16 for the fused optimizers); more tables take more launches.
+constexpr int kMaxTables = 32;
+
 // The lookups of T tables with one batch sorted together: table t's row r is the key row_base[t] + r
 // (the tables' rows stacked in order), so the unique keys come table by table, table t's being
 // [table_start[t], table_start[t + 1]). bags[k] = t * batch + bag. Validation (bounds checks on) runs

@@ -73,7 +73,7 @@ struct OneTable {
 };
 
 // ... or in one of up to kMaxTables tables of a grouped backward (keys[u] = row_base[t] + row).
-constexpr int kMaxTables = 32;
+using cuda::detail::kMaxTables;
 template <class T>
 struct ManyTables {
   T* table[kMaxTables];
