@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU check for a lent machine: runs the CUDA kernel tests, the GPU training tests, then the kernel
-# benchmark, from an already built build directory, and keeps the logs. Whole run: a few minutes on an
-# H100/H200 (the training tests train small models to an AUC in three precisions).
+# The GPU check for a lent machine: runs the CUDA kernel tests, the GPU training and serving tests, then
+# the kernel benchmark, from an already built build directory, and keeps the logs. Whole run: a few
+# minutes on an H100/H200 (the training tests train small models to an AUC in three precisions).
 #   scripts/gpu_check.sh [BUILD_DIR]        (default: build)
 # Logs go to $OUT when set (the device tool's output folder), else to BUILD_DIR/gpu_check/.
 # Exit status: non-zero when a test fails or the benchmark's validation fails.
@@ -38,6 +38,8 @@ run_tests() {
 run_tests "CUDA kernel tests" tests/kernels/test_kernels_cuda 300
 # The model and trainer on the GPU, sharded tables over NCCL included (GpuStep, GpuTrain, GpuSharded).
 run_tests "GPU training tests" tests/gpu_train/test_gpu_train 600
+# The exported model scored on the GPU against the CPU predictor (with the other serving tests).
+run_tests "serving tests" tests/serve/test_serve 300
 
 bench_bin="$build/cuda_kernels_bench"
 if [[ -x "$bench_bin" ]]; then

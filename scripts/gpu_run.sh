@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# On a lent GPU machine, from the repository root, with the bundle of scripts/gpu_bundle.sh: the CUDA
+# tests and the kernel benchmark (scripts/gpu_check.sh), the whole DLRM / DCNv2 step with the fused
+# embedding update on and off, and with --throughput the training throughput against PyTorch on the
+# same GPU (bench/gpu_throughput.sh, about 3 minutes). Logs go to $OUT (the device tool's output folder)
+# when set, else to DIR/logs.
+#   bash scripts/gpu_run.sh [DIR] [--throughput]       (DIR default .carry/gpu)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+dir=${1:-.carry/gpu}
+[[ "$dir" == --throughput ]] && dir=.carry/gpu
+throughput=0
+for a in "$@"; do [[ "$a" == --throughput ]] && throughput=1; done
+export OUT=${OUT:-$dir/logs}
+mkdir -p "$OUT"
+tar -C "$dir" -xJf "$dir/lib.tar.xz"
+export LD_LIBRARY_PATH=$(cd "$dir" && pwd)/lib:${LD_LIBRARY_PATH:-}
+# Open MPI refuses root without these (the singleton MPI_Init of the training tests runs as root there).
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+b=$dir/build
+timeout 60 "$b/tests/core/test_core_cuda" 2>&1 | tail -n 1
+bash scripts/gpu_check.sh "$b" 2>&1 | grep -vE "^\[ +(RUN|OK) +\]" | grep -vE '^\{"bench"' | tail -n 100
+status=${PIPESTATUS[0]}
+# The device tool brings back at most 8 files: drop the ones the logs repeat.
+rm -f "$OUT"/*.xml "$OUT"/*.json
+# With a failing training test, measure the SparseGrad path only.
+extra=""
+grep -q "^\[  FAILED  \]" "$OUT/test_gpu_train.log" 2>/dev/null && extra="--train.fused_embedding_update=false"
+echo "== fused embedding update on / off (bf16, row-wise Adagrad)${extra:+, fused path skipped: a training test failed}"
+for c in "configs/dlrm_criteo_kaggle.ini 16384" "configs/dlrm_criteo_kaggle.ini 2048" "configs/dcnv2_criteo.ini 2048"; do
+  read -r config batch <<<"$c"
+  for fused in true false; do
+    [[ -n "$extra" && $fused == true ]] && continue
+    timeout 120 "$b/recforge" bench dlrm --config "$config" --train.device=cuda --train.precision=bf16 \
+      --train.batch_size="$batch" --optimizer.sparse=rowwise_adagrad --bench.steps=30 --bench.warmup=5 \
+      --train.fused_embedding_update=$fused 2>&1 | tail -n 7
+  done
+done > "$OUT/fused.log" 2>&1
+grep -E "^\{" "$OUT/fused.log"
+if [[ $throughput == 1 ]]; then
+  RF_EXTRA_ARGS="$extra" RF_STEPS=20 PT_WINDOWS=3 timeout 330 bash bench/gpu_throughput.sh "$b/recforge" python3 \
+    > "$OUT/throughput.log" 2>&1
+  tail -n 12 "$OUT/throughput.log" | grep -v '^{'
+fi
+exit "$status"
