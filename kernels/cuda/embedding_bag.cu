@@ -140,6 +140,17 @@ void throw_if_flagged(const char* op, bool grouped, const Call& c, const std::ve
   }
 }
 
+// Validates every table of the call now (one launch per 32 tables, one synchronisation) and throws
+// for the first bad one. The backward folds the same flags into its own synchronisation instead.
+void validate_now(const char* op, bool grouped, const Call& c, const std::vector<Tensor>& indices,
+                  const std::vector<Tensor>& offsets, Device device) {
+  Tensor flags = Tensor::empty({2 * static_cast<int64_t>(c.tables.size())}, DType::kI64, device);
+  RF_CHECK_CUDA(cudaMemsetAsync(flags.raw(), 0x7f, flags.nbytes(), detail::stream()));
+  launch_validate(c, flags.data<int64_t>());
+  const std::vector<int64_t> f = flags.to_vector<int64_t>();  // synchronises
+  throw_if_flagged(op, grouped, c, indices, offsets, f.data());
+}
+
 // ---- forward ---------------------------------------------------------------------------------------
 // out[b, t * dim + :] = pool(table_t[ind_t[k], :] for k in [off_t[b], off_t[b+1])), t = blockIdx.y
 // (out already points at the launch's first table's columns). Lanes of a group split the row into
@@ -221,13 +232,7 @@ void forward(const char* op, bool grouped, const std::vector<Tensor>& tables, co
   std::vector<int64_t> rows;
   for (const Tensor& t : tables) rows.push_back(t.size(0));
   const Call c = describe(&tables, indices, offsets, rows, batch);
-  if (embedding_bounds_checks()) {
-    Tensor flags = Tensor::empty({2 * static_cast<int64_t>(tables.size())}, DType::kI64, out.device());
-    RF_CHECK_CUDA(cudaMemsetAsync(flags.raw(), 0x7f, flags.nbytes(), detail::stream()));
-    launch_validate(c, flags.data<int64_t>());
-    const std::vector<int64_t> f = flags.to_vector<int64_t>();  // synchronises
-    throw_if_flagged(op, grouped, c, indices, offsets, f.data());
-  }
+  if (embedding_bounds_checks()) validate_now(op, grouped, c, indices, offsets, out.device());
   const int64_t dim = tables[0].size(1);
   if (dim == 0) return;
   const bool mean = mode == PoolMode::kMean;
@@ -285,34 +290,23 @@ __global__ void table_starts_kernel(const int32_t* __restrict__ starts, const in
   }
 }
 
-// values[u, :] = sum over the lookups of unique row u (bags in ascending order) of scale(bag) *
-// grad_out[bag, t * dim + :]; rows_out[u] = its row in its own table t.
+// values[u, :] = the gradient row of unique row u (detail::FromBags: its bags' rows in ascending order,
+// scaled for mean pooling); rows_out[u] = its row in its own table t.
 template <int V>
-__global__ void __launch_bounds__(kThreads) segment_sum_kernel(
-    const float* __restrict__ grad_out, int64_t go_stride, int64_t dim, int64_t batch,
-    const float* __restrict__ inv_len, const int32_t* __restrict__ starts, const int32_t* __restrict__ bags,
-    const int64_t* __restrict__ keys, const int64_t* __restrict__ row_base, int64_t unique, int lanes,
-    float* __restrict__ values, int64_t* __restrict__ rows_out) {
+__global__ void __launch_bounds__(kThreads) segment_sum_kernel(const __grid_constant__ detail::FromBags src,
+                                                               const int64_t* __restrict__ keys,
+                                                               const int64_t* __restrict__ row_base, int64_t unique,
+                                                               int lanes, float* __restrict__ values,
+                                                               int64_t* __restrict__ rows_out) {
   const int groups_per_block = kThreads / lanes;
   const int lane = threadIdx.x % lanes;
   const int64_t u = static_cast<int64_t>(blockIdx.x) * groups_per_block + threadIdx.x / lanes;
   if (u >= unique) return;
-  const int32_t begin = starts[u], end = starts[u + 1];
-  const int64_t t = bags[begin] / batch;
-  if (lane == 0) rows_out[u] = keys[u] - row_base[t];
-  const float* g_t = grad_out + t * dim;
+  if (lane == 0) rows_out[u] = keys[u] - row_base[src.bags[src.starts[u]] / src.batch];
+  const int64_t dim = src.dim;
   for (int64_t d0 = static_cast<int64_t>(lane) * V; d0 < dim; d0 += static_cast<int64_t>(lanes) * V) {
     float acc[V];
-#pragma unroll
-    for (int i = 0; i < V; ++i) acc[i] = 0.0f;
-    for (int32_t k = begin; k < end; ++k) {
-      const int64_t tb = bags[k];
-      const float scale = inv_len ? inv_len[tb] : 1.0f;
-      float g[V];
-      load_vec<float, V>(g_t + (tb - t * batch) * go_stride + d0, g);
-#pragma unroll
-      for (int i = 0; i < V; ++i) acc[i] += scale * g[i];
-    }
+    src.template operator()<V>(u, d0, acc);
     float* o = values + u * dim + d0;
     if constexpr (V == 4) *reinterpret_cast<float4*>(o) = make_float4(acc[0], acc[1], acc[2], acc[3]);
     else
@@ -346,12 +340,10 @@ std::vector<SparseGrad> segment_sums(const TableLookups& s, const Tensor& grad_o
     const int lanes = detail::lanes_for(dim, vec ? 4 : 1);
     const int64_t groups = kThreads / lanes;
     const unsigned grid = static_cast<unsigned>((s.unique + groups - 1) / groups);
-    const float* inv = s.inv_len.defined() ? s.inv_len.data<float>() : nullptr;
     auto launch = [&](auto kernel) {
-      kernel<<<grid, kThreads, 0, detail::stream()>>>(grad_out.data<float>(), stride, dim, s.batch, inv,
-                                                      s.starts.data<int32_t>(), s.bags.data<int32_t>(),
-                                                      s.keys.data<int64_t>(), s.row_base.data<int64_t>(), s.unique,
-                                                      lanes, values.data<float>(), rows.data<int64_t>());
+      kernel<<<grid, kThreads, 0, detail::stream()>>>(detail::from_bags(s, grad_out, dim), s.keys.data<int64_t>(),
+                                                      s.row_base.data<int64_t>(), s.unique, lanes,
+                                                      values.data<float>(), rows.data<int64_t>());
       detail::check_launch();
     };
     if (vec) launch(segment_sum_kernel<4>);
@@ -400,13 +392,8 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
     s.bags = Tensor::empty({0}, DType::kI32, dev);
     s.row_base = Tensor::empty({T}, DType::kI64, dev);
     s.table_start.assign(static_cast<size_t>(T) + 1, 0);
-    if (embedding_bounds_checks()) {  // offsets can still be wrong (e.g. offsets[batch] != 0)
-      Tensor flags = Tensor::empty({2 * T}, DType::kI64, dev);
-      RF_CHECK_CUDA(cudaMemsetAsync(flags.raw(), 0x7f, flags.nbytes(), detail::stream()));
-      launch_validate(c, flags.data<int64_t>());
-      const std::vector<int64_t> f = flags.to_vector<int64_t>();
-      throw_if_flagged(op, grouped, c, indices, offsets, f.data());
-    }
+    // No lookups, but the offsets can still be wrong (e.g. offsets[batch] != 0).
+    if (embedding_bounds_checks()) validate_now(op, grouped, c, indices, offsets, dev);
     return s;
   }
   // info: [2T] validation flags, then [T + 1] table starts; one copy to the host reads both.

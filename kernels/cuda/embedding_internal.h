@@ -1,10 +1,12 @@
-// Internal to kernels/cuda: the sorted-lookup machinery the embedding backward shares with the fused
-// sparse optimizers in optim.cu, and the launch geometry of the row kernels.
+// Internal to kernels/cuda (included by .cu files only): the sorted-lookup machinery the embedding
+// backward shares with the fused sparse optimizers in optim.cu, the reduction of a touched row's
+// gradient both use, and the launch geometry of the row kernels.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cuda/cuda_common.cuh"
 #include "src/core/tensor.h"
 
 namespace rf::cuda::detail {
@@ -29,6 +31,40 @@ struct TableLookups {
 TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<Tensor>& indices,
                                 const std::vector<Tensor>& offsets, const std::vector<int64_t>& num_rows,
                                 int64_t batch, bool mean);
+
+// Gradient row piece [d0, d0 + V) of unique row u, reduced from its sorted lookups in ascending bag
+// order: table t = bags[starts[u]] / batch, its gradient columns [t * dim, (t + 1) * dim) of grad_out
+// (row stride `stride`), each bag's row scaled by 1 / its length for mean pooling. The embedding
+// backward stores it; the fused optimizers apply it at once, so both give the same bits.
+struct FromBags {
+  const float* grad_out;
+  int64_t stride, dim, batch;
+  const float* inv_len;  // mean pooling: 1 / bag length per t * batch + bag; nullptr for sum
+  const int32_t* starts;
+  const int32_t* bags;
+  template <int V>
+  __device__ void operator()(int64_t u, int64_t d0, float (&g)[V]) const {
+#pragma unroll
+    for (int i = 0; i < V; ++i) g[i] = 0.0f;
+    const int32_t begin = starts[u], end = starts[u + 1];
+    const int64_t t = bags[begin] / batch;
+    const float* g_t = grad_out + t * dim + d0;
+    for (int32_t k = begin; k < end; ++k) {
+      const int64_t tb = bags[k];
+      const float scale = inv_len ? inv_len[tb] : 1.0f;
+      float x[V];
+      load_vec<float, V>(g_t + (tb - t * batch) * stride, x);
+#pragma unroll
+      for (int i = 0; i < V; ++i) g[i] += scale * x[i];
+    }
+  }
+};
+
+// The FromBags of sorted lookups whose tables' gradients are grad_out's columns, `dim` per table.
+inline FromBags from_bags(const TableLookups& s, const Tensor& grad_out, int64_t dim) {
+  return {grad_out.data<float>(), grad_out.size(1), dim, s.batch,
+          s.inv_len.defined() ? s.inv_len.data<float>() : nullptr, s.starts.data<int32_t>(), s.bags.data<int32_t>()};
+}
 
 // The kernels' 32-bit lookup limit (a checks::BagCheck).
 void check_lookup_count(const char* op, const Tensor& indices, const Tensor& offsets, int64_t batch);

@@ -35,31 +35,8 @@ struct FromValues {
   }
 };
 
-// ... or reduced from the sorted lookups of unique row u (bags in ascending order, as the backward
-// does): table t = bags[starts[u]] / batch, its gradient columns [t * dim, (t + 1) * dim) of grad_out.
-struct FromBags {
-  const float* grad_out;
-  int64_t stride, dim, batch;
-  const float* inv_len;  // mean pooling: 1 / bag length per t * batch + bag; nullptr for sum
-  const int32_t* starts;
-  const int32_t* bags;
-  template <int V>
-  __device__ void operator()(int64_t u, int64_t d0, float (&g)[V]) const {
-#pragma unroll
-    for (int i = 0; i < V; ++i) g[i] = 0.0f;
-    const int32_t begin = starts[u], end = starts[u + 1];
-    const int64_t t = bags[begin] / batch;
-    const float* g_t = grad_out + t * dim + d0;
-    for (int32_t k = begin; k < end; ++k) {
-      const int64_t tb = bags[k];
-      const float scale = inv_len ? inv_len[tb] : 1.0f;
-      float x[V];
-      load_vec<float, V>(g_t + (tb - t * batch) * stride, x);
-#pragma unroll
-      for (int i = 0; i < V; ++i) g[i] += scale * x[i];
-    }
-  }
-};
+// ... or reduced from the sorted lookups (cuda::detail::FromBags, as the embedding backward does).
+using cuda::detail::FromBags;
 
 // Where touched row u lives: in one table, at a SparseGrad's rows[u] ...
 template <class T>
@@ -274,8 +251,7 @@ void update_from_bags(const char* op, const std::vector<Tensor>& indices, const 
   const cuda::detail::TableLookups s =
       cuda::detail::sort_table_lookups(op, tables.size() > 1, indices, offsets, rows, batch, mode == PoolMode::kMean);
   const int64_t stride = grad_out.size(1);
-  const FromBags src{grad_out.data<float>(), stride, dim, batch, s.inv_len.defined() ? s.inv_len.data<float>() : nullptr,
-                     s.starts.data<int32_t>(), s.bags.data<int32_t>()};
+  const FromBags src = cuda::detail::from_bags(s, grad_out, dim);
   const bool vec = dim % 4 == 0 && stride % 4 == 0 && cuda::detail::alignment_of(grad_out.raw()) >= 16;
   for (int64_t first = 0; first < T; first += kMaxTables) {
     const int64_t last = std::min<int64_t>(T, first + kMaxTables);
