@@ -228,20 +228,28 @@ int64_t table_bags(const char* op, const std::vector<Tensor>& indices, const std
 
 }  // namespace
 
+void embedding_tables(const char* op, const std::vector<const Tensor*>& tables) {
+  if (tables.empty()) throw ShapeError(std::string(op) + ": no tables");
+  const Tensor& first = *tables[0];
+  for (size_t t = 0; t < tables.size(); ++t) {
+    const Tensor& tab = *tables[t];
+    if (tab.dim() != 2 || !is_floating(tab.dtype()))
+      throw ShapeError(std::string(op) + ": table " + std::to_string(t) + " must be a 2-d fp32/fp16/bf16 tensor, got " +
+                       dtype_name(tab.dtype()) + shape_str(tab.shape()));
+    if (tab.dtype() != first.dtype() || tab.size(1) != first.size(1))
+      throw ShapeError(std::string(op) + ": table " + std::to_string(t) + " is " + dtype_name(tab.dtype()) +
+                       shape_str(tab.shape()) + ", table 0 is " + dtype_name(first.dtype()) + shape_str(first.shape()) +
+                       " (one dtype and dim for all)");
+  }
+}
+
 int64_t embedding_bags_forward(const std::vector<Tensor>& tables, const std::vector<Tensor>& indices,
                                const std::vector<Tensor>& offsets, const Tensor& out, BagCheck backend_check) {
   const char* op = "embedding_bags_forward";
   const int64_t batch = table_bags(op, indices, offsets, tables.size(), backend_check);
-  for (size_t t = 0; t < tables.size(); ++t) {
-    const Tensor& tab = tables[t];
-    if (tab.dim() != 2 || !is_floating(tab.dtype()))
-      throw ShapeError(std::string(op) + ": table " + std::to_string(t) + " must be a 2-d fp32/fp16/bf16 tensor, got " +
-                       dtype_name(tab.dtype()) + shape_str(tab.shape()));
-    if (tab.dtype() != tables[0].dtype() || tab.size(1) != tables[0].size(1))
-      throw ShapeError(std::string(op) + ": table " + std::to_string(t) + " is " + dtype_name(tab.dtype()) +
-                       shape_str(tab.shape()) + ", table 0 is " + dtype_name(tables[0].dtype()) +
-                       shape_str(tables[0].shape()) + " (one dtype and dim for all)");
-  }
+  std::vector<const Tensor*> ptrs;
+  for (const Tensor& t : tables) ptrs.push_back(&t);
+  embedding_tables(op, ptrs);
   const int64_t T = static_cast<int64_t>(tables.size());
   check_shape(out, {batch, T * tables[0].size(1)}, "embedding_bags_forward: out");
   check_dtype(out, DType::kF32, "embedding_bags_forward: out");

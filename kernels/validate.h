@@ -62,6 +62,9 @@ int64_t embedding_bag_backward(const Tensor& indices, const Tensor& offsets, con
 // 2-d, one floating dtype and one dim; out / grad_out [batch, T * dim] fp32. Return batch.
 int64_t embedding_bags_forward(const std::vector<Tensor>& tables, const std::vector<Tensor>& indices,
                                const std::vector<Tensor>& offsets, const Tensor& out, BagCheck backend_check);
+// The tables of a many-table call (embedding_bags_forward's, the fused optimizers'): at least one, each
+// 2-d fp32/fp16/bf16, one dtype and one dim for all.
+void embedding_tables(const char* op, const std::vector<const Tensor*>& tables);
 int64_t embedding_bags_backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                                 const Tensor& grad_out, const std::vector<int64_t>& num_rows, BagCheck backend_check);
 

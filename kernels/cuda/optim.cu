@@ -229,20 +229,17 @@ template <class Run>
 void update_from_bags(const char* op, const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                       const Tensor& grad_out, PoolMode mode, const std::vector<Tensor*>& tables,
                       const std::vector<Tensor*>& accs, Run run) {
-  RF_CHECK(!tables.empty(), op, ": no tables");
+  checks::embedding_tables(op, std::vector<const Tensor*>(tables.begin(), tables.end()));
+  RF_CHECK(accs.empty() || accs.size() == tables.size(), op, ": ", tables.size(), " tables, ", accs.size(),
+           " accumulators");
   std::vector<int64_t> rows;
   for (size_t t = 0; t < tables.size(); ++t) {
     check_table(*tables[t], op);
-    if (tables[t]->dtype() != tables[0]->dtype() || tables[t]->size(1) != tables[0]->size(1) ||
-        !(tables[t]->device() == tables[0]->device()))
-      throw ShapeError(std::string(op) + ": table " + std::to_string(t) + " is " + dtype_name(tables[t]->dtype()) +
-                       shape_str(tables[t]->shape()) + ", table 0 " + dtype_name(tables[0]->dtype()) +
-                       shape_str(tables[0]->shape()) + " (one dtype, dim and device for all)");
+    RF_CHECK(tables[t]->device() == tables[0]->device(), op, ": table ", t, " on ", tables[t]->device().str(),
+             ", table 0 on ", tables[0]->device().str());
     if (!accs.empty()) check_acc(*tables[t], *accs[t], op);
     rows.push_back(tables[t]->size(0));
   }
-  RF_CHECK(accs.empty() || accs.size() == tables.size(), op, ": ", tables.size(), " tables, ", accs.size(),
-           " accumulators");
   const int64_t batch = checks::embedding_bags_backward(indices, offsets, grad_out, rows, cuda::detail::check_lookup_count);
   const int64_t dim = tables[0]->size(1), T = static_cast<int64_t>(tables.size());
   RF_CHECK(grad_out.size(1) == T * dim, op, ": grad_out has ", grad_out.size(1), " columns, expected ", T, " tables x ",
