@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels/cast.h"
+#include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/embedding_bag.h"
 #include "kernels/linear.h"
@@ -104,10 +105,6 @@ __global__ void gather_rows_kernel(const uint4* __restrict__ table, const int64_
   }
 }
 
-unsigned detail_grid(int64_t n) {
-  return static_cast<unsigned>(std::min<int64_t>((n + 255) / 256, 65535 * 8));
-}
-
 struct Row {
   std::string name;
   double ms = 0, value = 0, ceiling = 0;  // GB/s or TFLOP/s, and the ceiling it compares to
@@ -190,7 +187,7 @@ int main(int argc, char** argv) {
           Tensor gathered = Tensor::empty({nnz * pieces * 4}, DType::kF32, kDev);
           const double g_ms = median_ms(
               [&](int i) {
-                gather_rows_kernel<<<detail_grid(nnz * pieces), 256>>>(
+                gather_rows_kernel<<<cuda::detail::grid_for(nnz * pieces, 256), 256>>>(
                     static_cast<const uint4*>(table.raw()), bags[i % kRotate].indices.data<int64_t>(), nnz, pieces,
                     static_cast<uint4*>(gathered.raw()));
               },
