@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include "kernels/cast.h"
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/embedding_internal.h"
 #include "kernels/embedding_bag.h"
 #include "kernels/linear.h"
 #include "kernels/optim_fused.h"
@@ -37,6 +39,22 @@ using namespace rf;
   } while (0)
 
 const Device kDev = Device::cuda(0);
+
+// Host milliseconds to issue one call of `fn(i)` (median of 5 groups of `calls`, each group started on an
+// idle device and not waiting for it): next to median_ms it tells whether a call is bound by its
+// launches (the two agree) or by the device (median_ms is larger).
+double host_ms(const std::function<void(int)>& fn, int calls) {
+  std::vector<double> t;
+  for (int r = 0; r < 5; ++r) {
+    RF_CHECK_CUDA(cudaDeviceSynchronize());
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < calls; ++i) fn(i);
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / calls);
+  }
+  RF_CHECK_CUDA(cudaDeviceSynchronize());
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
 
 // Median milliseconds per call of `fn(i)` (i rotates the inputs): `reps` timed groups of `inner` calls.
 double median_ms(const std::function<void(int)>& fn, int reps, int inner, int warmup = 3) {
@@ -229,6 +247,25 @@ int main(int argc, char** argv) {
                                  unique * (2.0 * s.dim * dtype_size(dt) + 8.0 + 8.0);
         rows.push_back({std::string("emb bwd+rowwise adagrad ") + s.name + " " + dtype_name(dt), upd_ms,
                         upd_bytes / (upd_ms * 1e6), copy_gbps, "GB/s"});
+        if (dt == DType::kF32) {
+          // Where the fused op's time goes: its first phase alone (keys, radix sort, run heads, table starts).
+          const double sort_ms = median_ms(
+              [&](int i) {
+                cuda::detail::sort_table_lookups("bench", false, {bags[i % kRotate].indices}, {bags[i % kRotate].offsets},
+                                                 {s.rows}, s.batch, false, false);
+              },
+              reps, 3);
+          rows.push_back({std::string("  of which sorting the lookups ") + s.name + " (share)", sort_ms, sort_ms / upd_ms,
+                          1.0, "share"});
+          const double upd_host = host_ms(
+              [&](int i) {
+                embedding_bag_backward_rowwise_adagrad(bags[i % kRotate].indices, bags[i % kRotate].offsets, go,
+                                                       PoolMode::kSum, table, acc, args);
+              },
+              20);
+          rows.push_back({std::string("  host time to issue one call ") + s.name + " (ratio to its ms)", upd_host,
+                          upd_host / upd_ms, 1.0, "share"});
+        }
       }
     }
 
@@ -322,6 +359,23 @@ int main(int argc, char** argv) {
       rows.push_back({"emb bwd 26 tables, 26 calls", loop_bwd, bwd_bytes / (loop_bwd * 1e6), copy_gbps, "GB/s"});
       rows.push_back({"emb bwd one call + 26 rowwise adagrad updates", bwd_update, upd_bytes / (bwd_update * 1e6), copy_gbps, "GB/s"});
       rows.push_back({"emb bwd + rowwise adagrad 26 tables fused, one call", fused_update, upd_bytes / (fused_update * 1e6), copy_gbps, "GB/s"});
+      const double sort_only = median_ms(
+          [&](int i) {
+            cuda::detail::sort_table_lookups("bench", true, idx[i % kRotate], off[i % kRotate], num_rows, batch, false, false);
+          },
+          reps, 3);
+      rows.push_back({"  of which sorting the lookups (share)", sort_only, sort_only / fused_update, 1.0, "share"});
+      const double fused_host = host_ms(
+          [&](int i) { embedding_bags_backward_rowwise_adagrad(idx[i % kRotate], off[i % kRotate], go, PoolMode::kSum, tp, ap, args); },
+          20);
+      rows.push_back({"  host time to issue one fused call (ratio to its ms)", fused_host, fused_host / fused_update, 1.0, "share"});
+      cuda::set_embedding_bounds_checks(true);  // the trainer's setting: validation and one synchronisation
+      const double checked_update = median_ms(
+          [&](int i) { embedding_bags_backward_rowwise_adagrad(idx[i % kRotate], off[i % kRotate], go, PoolMode::kSum, tp, ap, args); },
+          reps, 3);
+      cuda::set_embedding_bounds_checks(false);
+      rows.push_back({"emb bwd + rowwise adagrad 26 tables fused, bounds checks on", checked_update,
+                      upd_bytes / (checked_update * 1e6), copy_gbps, "GB/s"});
     }
 
     // ---- GEMMs: rf linear (cuBLASLt, bias in the epilogue) vs plain cublasGemmEx -------------------------

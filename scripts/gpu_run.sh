@@ -2,15 +2,19 @@
 # On a lent GPU machine, from the repository root, with the bundle of scripts/gpu_bundle.sh: the CUDA
 # tests and the kernel benchmark (scripts/gpu_check.sh), the whole DLRM / DCNv2 step with the fused
 # embedding update on and off, and with --throughput the training throughput against PyTorch on the
-# same GPU (bench/gpu_throughput.sh, about 3 minutes). Logs go to $OUT (the device tool's output folder)
-# when set, else to DIR/logs.
-#   bash scripts/gpu_run.sh [DIR] [--throughput]       (DIR default .carry/gpu)
+# same GPU (bench/gpu_throughput.sh, about 3 minutes), and with --loader `recforge bench loader` on the
+# machine's cores (about 1 minute). Logs go to $OUT (the device tool's output folder) when set, else to
+# DIR/logs.
+#   bash scripts/gpu_run.sh [DIR] [--throughput] [--loader]       (DIR default .carry/gpu)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-.carry/gpu}
-[[ "$dir" == --throughput ]] && dir=.carry/gpu
-throughput=0
-for a in "$@"; do [[ "$a" == --throughput ]] && throughput=1; done
+[[ "$dir" == --* ]] && dir=.carry/gpu
+throughput=0 loader=0
+for a in "$@"; do
+  [[ "$a" == --throughput ]] && throughput=1
+  [[ "$a" == --loader ]] && loader=1
+done
 export OUT=${OUT:-$dir/logs}
 mkdir -p "$OUT"
 tar -C "$dir" -xJf "$dir/lib.tar.xz"
@@ -22,7 +26,7 @@ timeout 60 "$b/tests/core/test_core_cuda" 2>&1 | tail -n 1
 bash scripts/gpu_check.sh "$b" 2>&1 | grep -vE "^\[ +(RUN|OK) +\]" | grep -vE '^\{"bench"' | tail -n 100
 status=${PIPESTATUS[0]}
 # The device tool brings back at most 8 files: drop the ones the logs repeat.
-rm -f "$OUT"/*.xml "$OUT"/*.json
+rm -f "$OUT"/*.xml "$OUT"/*.json "$OUT"/commit.txt
 # With a failing training test, measure the SparseGrad path only.
 extra=""
 grep -q "^\[  FAILED  \]" "$OUT/test_gpu_train.log" 2>/dev/null && extra="--train.fused_embedding_update=false"
@@ -41,5 +45,9 @@ if [[ $throughput == 1 ]]; then
   RF_EXTRA_ARGS="$extra" RF_STEPS=20 PT_WINDOWS=3 timeout 330 bash bench/gpu_throughput.sh "$b/recforge" python3 \
     > "$OUT/throughput.log" 2>&1
   tail -n 12 "$OUT/throughput.log" | grep -v '^{'
+fi
+if [[ $loader == 1 ]]; then
+  timeout 240 "$b/recforge" bench loader --config configs/dlrm_criteo_kaggle.ini > "$OUT/loader.log" 2>&1
+  tail -n 14 "$OUT/loader.log"
 fi
 exit "$status"

@@ -4,16 +4,22 @@
 // lane reads 16 bytes of a row at a time (coalesced across the group) with two rows in flight,
 // accumulating in fp32, and writes its table's columns of the [batch, T * dim] output.
 // Backward: every table's lookups become keys (the tables' rows stacked: row_base[t] + row) sorted
-// together by one cub radix sort (stable: bags stay ascending within a row), run-length encoded into
-// unique rows, and one lane group per unique row sums its bags' gradient rows in that fixed order: no
-// atomics, so the result is bit-reproducible. One synchronisation per call (all tables) brings the
-// per-table row counts and the validation flags to the host.
+// together by one cub radix sort (32-bit keys when the tables hold < 2^32 rows together; stable: bags
+// stay ascending within a row); the run heads (one cub select) are the unique rows, and one lane group
+// per unique row sums its bags' gradient rows in that fixed order: no atomics, so the result is
+// bit-reproducible. One synchronisation per call (all tables) brings the per-table row counts and the
+// validation flags to the host; the fused optimizers (optim.cu) read the counts on the device and
+// synchronise only for the bounds checks.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cub/cub.cuh>
+#include <thrust/iterator/counting_iterator.h>
 #include <limits>
+#include <map>
+#include <mutex>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -244,65 +250,76 @@ void forward(const char* op, bool grouped, const std::vector<Tensor>& tables, co
 }
 
 // ---- backward --------------------------------------------------------------------------------------
-// For every lookup k of table t = first + blockIdx.y: keys[pos] = row_base + row (an out-of-range row,
-// which validation reports, is clamped so the sort stays within its bits) and vals[pos] = t * batch + bag,
-// bag the last b with off[b] <= k (empty bags share an offset with their successor, and upper_bound
-// steps over them). Also row_base_out[t] and, for mean pooling, inv_len[t * batch + b] = 1 / length.
-__global__ void keys_kernel(const __grid_constant__ BagTables tabs, int first, int64_t batch,
-                            int64_t* __restrict__ keys, int32_t* __restrict__ vals,
-                            int64_t* __restrict__ row_base_out, float* __restrict__ inv_len) {
+// For every bag b of table t = first + blockIdx.y, a group of `lanes` lanes (sized to the call's mean bag
+// length, so the reads of a bag's indices coalesce) writes each lookup k of b: keys[pos] = row_base + row
+// (an out-of-range row, which validation reports, is clamped so the sort stays within its bits) and
+// vals[pos] = t * batch + b. Also row_base_out[t] and, for mean pooling, inv_len[t * batch + b].
+template <class K>
+__global__ void keys_kernel(const __grid_constant__ BagTables tabs, int first, int64_t batch, int lanes,
+                            K* __restrict__ keys, int32_t* __restrict__ vals, int64_t* __restrict__ row_base_out,
+                            float* __restrict__ inv_len) {
   const BagTable& tb = tabs.t[blockIdx.y];
   const int64_t t = first + static_cast<int64_t>(blockIdx.y);
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  const int64_t start = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (start == 0) row_base_out[t] = tb.row_base;
-  for (int64_t k = start; k < tb.nnz; k += stride) {
-    const int64_t i = min(max(tb.ind[k], int64_t{0}), max(tb.rows - 1, int64_t{0}));
-    int64_t lo = 0, hi = batch + 1;  // first b in [0, batch] with off[b] > k
-    while (lo < hi) {
-      const int64_t mid = (lo + hi) / 2;
-      if (tb.off[mid] <= k) lo = mid + 1;
-      else hi = mid;
+  const int groups = static_cast<int>(blockDim.x) / lanes;
+  const int lane = static_cast<int>(threadIdx.x) % lanes;
+  if (blockIdx.x == 0 && threadIdx.x == 0) row_base_out[t] = tb.row_base;
+  const int64_t last_row = max(tb.rows - 1, int64_t{0});
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * groups;
+  for (int64_t b = static_cast<int64_t>(blockIdx.x) * groups + threadIdx.x / lanes; b < batch; b += stride) {
+    const int64_t o0 = tb.off[b], o1 = tb.off[b + 1];
+    const int32_t bag = static_cast<int32_t>(t * batch + b);
+    // Clamped so that bad offsets (validation reports them) never write outside this table's lookups.
+    for (int64_t k = max(o0, int64_t{0}) + lane; k < min(o1, tb.nnz); k += lanes) {
+      const int64_t i = min(max(tb.ind[k], int64_t{0}), last_row);
+      keys[tb.pos_base + k] = static_cast<K>(tb.row_base + i);
+      vals[tb.pos_base + k] = bag;
     }
-    keys[tb.pos_base + k] = tb.row_base + i;
-    vals[tb.pos_base + k] = static_cast<int32_t>(t * batch + lo - 1);
+    if (inv_len != nullptr && lane == 0) inv_len[t * batch + b] = o1 > o0 ? 1.0f / static_cast<float>(o1 - o0) : 1.0f;
   }
-  if (inv_len != nullptr)
-    for (int64_t b = start; b < batch; b += stride) {
-      const int64_t len = tb.off[b + 1] - tb.off[b];
-      inv_len[t * batch + b] = len > 0 ? 1.0f / static_cast<float>(len) : 1.0f;
-    }
 }
 
+// Sorted position i starts a run of equal keys (a unique row).
+template <class K>
+struct RunHead {
+  const K* keys;
+  __device__ bool operator()(int32_t i) const { return i == 0 || keys[i] != keys[i - 1]; }
+};
+
 // table_start[t] = the first unique row of table t (runs are in key order, so in table order);
-// table_start[T] = the number of runs. The table of run u is that of its first lookup.
-__global__ void table_starts_kernel(const int32_t* __restrict__ starts, const int32_t* __restrict__ bags,
-                                    const int32_t* __restrict__ num_runs, int64_t batch, int64_t tables,
-                                    int64_t upper, int64_t* __restrict__ table_start) {
+// table_start[T] = the number of runs; starts[runs] = n closes the last run. The table of run u is that
+// of its first lookup.
+__global__ void table_starts_kernel(int32_t* __restrict__ starts, const int32_t* __restrict__ bags,
+                                    const int32_t* __restrict__ num_runs, int64_t batch, int64_t tables, int64_t n,
+                                    int64_t* __restrict__ table_start) {
   const int64_t runs = *num_runs;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < runs && u < upper; u += stride) {
-    const int64_t t = bags[starts[u]] / batch;
-    const int64_t prev = u == 0 ? -1 : bags[starts[u - 1]] / batch;
+  for (int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < runs; u += stride) {
+    // Clamped: with bad offsets (validation throws after this) some bags are never written.
+    const int64_t t = min(max(bags[starts[u]] / batch, int64_t{0}), tables - 1);
+    const int64_t prev = u == 0 ? -1 : min(max(bags[starts[u - 1]] / batch, int64_t{0}), tables - 1);
     for (int64_t s = prev + 1; s <= t; ++s) table_start[s] = u;
-    if (u == runs - 1)
+    if (u == runs - 1) {
       for (int64_t s = t + 1; s <= tables; ++s) table_start[s] = runs;
+      starts[runs] = static_cast<int32_t>(n);
+    }
   }
 }
 
 // values[u, :] = the gradient row of unique row u (detail::FromBags: its bags' rows in ascending order,
-// scaled for mean pooling); rows_out[u] = its row in its own table t.
+// scaled for mean pooling); rows_out[u] = its row in its own table.
 template <int V>
 __global__ void __launch_bounds__(kThreads) segment_sum_kernel(const __grid_constant__ detail::FromBags src,
-                                                               const int64_t* __restrict__ keys,
-                                                               const int64_t* __restrict__ row_base, int64_t unique,
-                                                               int lanes, float* __restrict__ values,
+                                                               const __grid_constant__ detail::UniqueRows rows,
+                                                               int64_t unique, int lanes, float* __restrict__ values,
                                                                int64_t* __restrict__ rows_out) {
   const int groups_per_block = kThreads / lanes;
   const int lane = threadIdx.x % lanes;
   const int64_t u = static_cast<int64_t>(blockIdx.x) * groups_per_block + threadIdx.x / lanes;
   if (u >= unique) return;
-  if (lane == 0) rows_out[u] = keys[u] - row_base[src.bags[src.starts[u]] / src.batch];
+  if (lane == 0) {
+    int64_t t;
+    rows_out[u] = rows.row(u, t);
+  }
   const int64_t dim = src.dim;
   for (int64_t d0 = static_cast<int64_t>(lane) * V; d0 < dim; d0 += static_cast<int64_t>(lanes) * V) {
     float acc[V];
@@ -327,13 +344,14 @@ int bits_for(int64_t num_rows) {
   return bits;
 }
 
-// The sparse gradients of every table from the sorted lookups: views into one [unique, dim] buffer.
+// The sparse gradients of every table from the sorted lookups (sizes on the host): views into one
+// [unique, dim] buffer.
 std::vector<SparseGrad> segment_sums(const TableLookups& s, const Tensor& grad_out, int64_t dim) {
   const Device dev = grad_out.device();
   const size_t T = s.table_start.size() - 1;
   Tensor rows = Tensor::empty({s.unique}, DType::kI64, dev);
   Tensor values = Tensor::empty({s.unique, dim}, DType::kF32, dev);
-  if (s.unique > 0 && dim > 0) {
+  if (s.unique > 0) {  // dim 0 too: no values to sum, but the rows are still the result
     const int64_t stride = grad_out.size(1);
     const bool vec = dim % 4 == 0 && stride % 4 == 0 && detail::alignment_of(grad_out.raw()) >= 16 &&
                      detail::alignment_of(values.raw()) >= 16;
@@ -341,20 +359,13 @@ std::vector<SparseGrad> segment_sums(const TableLookups& s, const Tensor& grad_o
     const int64_t groups = kThreads / lanes;
     const unsigned grid = static_cast<unsigned>((s.unique + groups - 1) / groups);
     auto launch = [&](auto kernel) {
-      kernel<<<grid, kThreads, 0, detail::stream()>>>(detail::from_bags(s, grad_out, dim), s.keys.data<int64_t>(),
-                                                      s.row_base.data<int64_t>(), s.unique, lanes,
-                                                      values.data<float>(), rows.data<int64_t>());
+      kernel<<<grid, kThreads, 0, detail::stream()>>>(detail::from_bags(s, grad_out, dim), detail::unique_rows(s),
+                                                      s.unique, lanes, static_cast<float*>(values.raw()),
+                                                      rows.data<int64_t>());
       detail::check_launch();
     };
     if (vec) launch(segment_sum_kernel<4>);
     else launch(segment_sum_kernel<1>);
-  } else if (s.unique > 0) {
-    // dim 0: no values to sum, but the rows are still the result.
-    std::vector<int64_t> keys = s.keys.slice_rows(0, s.unique).to_vector<int64_t>();
-    std::vector<int64_t> base = s.row_base.to_vector<int64_t>();
-    for (size_t t = 0; t < T; ++t)
-      for (int64_t u = s.table_start[t]; u < s.table_start[t + 1]; ++u) keys[static_cast<size_t>(u)] -= base[t];
-    rows = Tensor::from_vector(keys, {s.unique}).to(dev);
   }
   std::vector<SparseGrad> grads(T);
   for (size_t t = 0; t < T; ++t) {
@@ -379,79 +390,101 @@ void check_lookup_count(const char* op, const Tensor& indices, const Tensor& off
 
 TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<Tensor>& indices,
                                 const std::vector<Tensor>& offsets, const std::vector<int64_t>& num_rows,
-                                int64_t batch, bool mean) {
+                                int64_t batch, bool mean, bool sizes_on_host) {
   const Call c = describe(nullptr, indices, offsets, num_rows, batch);
   const int64_t T = static_cast<int64_t>(c.tables.size());
   const Device dev = indices[0].device();
+  const bool checks = embedding_bounds_checks();
   TableLookups s;
   s.batch = batch;
+  s.nnz = c.nnz;
+  for (const BagTable& t : c.tables) s.nnz_of.push_back(t.nnz);
+  // info: [2T] validation flags, then the [T + 1] table starts; one copy to the host reads both.
+  Tensor info = Tensor::empty({3 * T + 1}, DType::kI64, dev);
+  s.table_start_dev = info.slice_rows(2 * T, 3 * T + 1);
+  s.row_base = Tensor::empty({T}, DType::kI64, dev);
   const int64_t n = c.nnz;
   if (n == 0) {
-    s.keys = Tensor::empty({0}, DType::kI64, dev);
+    s.sorted_keys = Tensor::empty({0}, DType::kI32, dev);
     s.starts = Tensor::zeros({1}, DType::kI32, dev);
     s.bags = Tensor::empty({0}, DType::kI32, dev);
-    s.row_base = Tensor::empty({T}, DType::kI64, dev);
+    RF_CHECK_CUDA(cudaMemsetAsync(s.table_start_dev.raw(), 0, s.table_start_dev.nbytes(), detail::stream()));
+    s.on_host = true;
     s.table_start.assign(static_cast<size_t>(T) + 1, 0);
     // No lookups, but the offsets can still be wrong (e.g. offsets[batch] != 0).
-    if (embedding_bounds_checks()) validate_now(op, grouped, c, indices, offsets, dev);
+    if (checks) validate_now(op, grouped, c, indices, offsets, dev);
     return s;
   }
-  // info: [2T] validation flags, then [T + 1] table starts; one copy to the host reads both.
-  Tensor info = Tensor::empty({3 * T + 1}, DType::kI64, dev);
   RF_CHECK_CUDA(cudaMemsetAsync(info.raw(), 0x7f, info.nbytes(), detail::stream()));
-  if (embedding_bounds_checks()) launch_validate(c, info.data<int64_t>());
+  if (checks) launch_validate(c, info.data<int64_t>());
 
-  Tensor keys = Tensor::empty({n}, DType::kI64, dev);
+  // Keys below 2^32 sort as uint32 (stored in an int32 tensor).
+  const bool wide = c.rows > (int64_t{1} << 32);
+  const DType key_dtype = wide ? DType::kI64 : DType::kI32;
+  Tensor keys = Tensor::empty({n}, key_dtype, dev);
+  s.sorted_keys = Tensor::empty({n}, key_dtype, dev);
   Tensor vals = Tensor::empty({n}, DType::kI32, dev);
-  s.row_base = Tensor::empty({T}, DType::kI64, dev);
-  if (mean) s.inv_len = Tensor::empty({T * batch}, DType::kF32, dev);
-  int64_t most = batch;
-  for (const BagTable& t : c.tables) most = std::max(most, t.nnz);
-  per_launch(c, [&](const BagTables& tabs, int first, unsigned tables) {
-    keys_kernel<<<dim3(detail::grid_for(most, kThreads, 2048), tables), kThreads, 0, detail::stream()>>>(
-        tabs, first, batch, keys.data<int64_t>(), vals.data<int32_t>(), s.row_base.data<int64_t>(),
-        mean ? s.inv_len.data<float>() : nullptr);
-  });
-
-  const int ni = static_cast<int>(n);
-  Tensor keys_sorted = Tensor::empty({n}, DType::kI64, dev);
   s.bags = Tensor::empty({n}, DType::kI32, dev);
-  const int end_bit = bits_for(c.rows);
-  s.keys = Tensor::empty({n}, DType::kI64, dev);
-  Tensor counts = Tensor::zeros({n + 1}, DType::kI32, dev);  // + 1: the scan's closing entry
-  Tensor num_runs = Tensor::empty({1}, DType::kI32, dev);
   s.starts = Tensor::empty({n + 1}, DType::kI32, dev);
-  size_t sort_bytes = 0, rle_bytes = 0, scan_bytes = 0;
-  RF_CHECK_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, keys.data<int64_t>(), keys_sorted.data<int64_t>(),
-                                                vals.data<int32_t>(), s.bags.data<int32_t>(), ni, 0, end_bit,
-                                                detail::stream()));
-  RF_CHECK_CUDA(cub::DeviceRunLengthEncode::Encode(nullptr, rle_bytes, keys_sorted.data<int64_t>(),
-                                                   s.keys.data<int64_t>(), counts.data<int32_t>(),
-                                                   num_runs.data<int32_t>(), ni, detail::stream()));
-  RF_CHECK_CUDA(cub::DeviceScan::ExclusiveSum(nullptr, scan_bytes, counts.data<int32_t>(), s.starts.data<int32_t>(),
-                                              ni + 1, detail::stream()));
-  Tensor temp = bytes_tensor(std::max({sort_bytes, rle_bytes, scan_bytes}), dev);
-  size_t temp_bytes = static_cast<size_t>(temp.numel()) * 4;
-  RF_CHECK_CUDA(cub::DeviceRadixSort::SortPairs(temp.raw(), temp_bytes, keys.data<int64_t>(),
-                                                keys_sorted.data<int64_t>(), vals.data<int32_t>(),
-                                                s.bags.data<int32_t>(), ni, 0, end_bit, detail::stream()));
-  temp_bytes = static_cast<size_t>(temp.numel()) * 4;
-  RF_CHECK_CUDA(cub::DeviceRunLengthEncode::Encode(temp.raw(), temp_bytes, keys_sorted.data<int64_t>(),
-                                                   s.keys.data<int64_t>(), counts.data<int32_t>(),
-                                                   num_runs.data<int32_t>(), ni, detail::stream()));
-  // starts = exclusive scan of the counts; counts past the last run are zero, so starts[runs] == n.
-  temp_bytes = static_cast<size_t>(temp.numel()) * 4;
-  RF_CHECK_CUDA(cub::DeviceScan::ExclusiveSum(temp.raw(), temp_bytes, counts.data<int32_t>(),
-                                              s.starts.data<int32_t>(), ni + 1, detail::stream()));
+  Tensor num_runs = Tensor::empty({1}, DType::kI32, dev);
+  if (mean) s.inv_len = Tensor::empty({T * batch}, DType::kF32, dev);
+  const int lanes = detail::lanes_for(std::max<int64_t>(1, n / std::max<int64_t>(1, T * batch)), 1);
+  const int end_bit = bits_for(c.rows);
+  const int ni = static_cast<int>(n);
+  auto sort = [&](auto tag) {
+    using K = decltype(tag);
+    K* k_in = static_cast<K*>(keys.raw());
+    K* k_out = static_cast<K*>(s.sorted_keys.raw());
+    per_launch(c, [&](const BagTables& tabs, int first, unsigned tables) {
+      keys_kernel<K><<<dim3(detail::grid_for(batch * lanes, kThreads, 2048), tables), kThreads, 0, detail::stream()>>>(
+          tabs, first, batch, lanes, k_in, vals.data<int32_t>(), s.row_base.data<int64_t>(),
+          mean ? s.inv_len.data<float>() : nullptr);
+    });
+    // The sort is stable, so a row's bags stay ascending; the run heads are the unique rows' starts.
+    const thrust::counting_iterator<int32_t> positions(0);
+    // The scratch both need depends on the sizes and the device only: asked once per (device, lookups,
+    // key bits, key width).
+    static std::mutex mu;
+    static std::map<std::tuple<int, int, int, bool>, size_t> scratch;
+    size_t bytes = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      auto it = scratch.find({dev.index, ni, end_bit, wide});
+      if (it != scratch.end()) bytes = it->second;
+    }
+    if (bytes == 0) {
+      size_t sort_bytes = 0, select_bytes = 0;
+      RF_CHECK_CUDA(cub::DeviceRadixSort::SortPairs(nullptr, sort_bytes, k_in, k_out, vals.data<int32_t>(),
+                                                    s.bags.data<int32_t>(), ni, 0, end_bit, detail::stream()));
+      RF_CHECK_CUDA(cub::DeviceSelect::If(nullptr, select_bytes, positions, s.starts.data<int32_t>(),
+                                          num_runs.data<int32_t>(), ni, RunHead<K>{k_out}, detail::stream()));
+      bytes = std::max({sort_bytes, select_bytes, size_t{1}});
+      std::lock_guard<std::mutex> lock(mu);
+      if (scratch.size() > 256) scratch.clear();  // many distinct batch shapes: start over
+      scratch[{dev.index, ni, end_bit, wide}] = bytes;
+    }
+    Tensor temp = bytes_tensor(bytes, dev);
+    size_t temp_bytes = static_cast<size_t>(temp.numel()) * 4;
+    RF_CHECK_CUDA(cub::DeviceRadixSort::SortPairs(temp.raw(), temp_bytes, k_in, k_out, vals.data<int32_t>(),
+                                                  s.bags.data<int32_t>(), ni, 0, end_bit, detail::stream()));
+    temp_bytes = static_cast<size_t>(temp.numel()) * 4;
+    RF_CHECK_CUDA(cub::DeviceSelect::If(temp.raw(), temp_bytes, positions, s.starts.data<int32_t>(),
+                                        num_runs.data<int32_t>(), ni, RunHead<K>{k_out}, detail::stream()));
+  };
+  if (wide) sort(int64_t{});
+  else sort(uint32_t{});
   table_starts_kernel<<<detail::grid_for(n, kThreads), kThreads, 0, detail::stream()>>>(
       s.starts.data<int32_t>(), s.bags.data<int32_t>(), num_runs.data<int32_t>(), batch, T, n,
-      info.data<int64_t>() + 2 * T);
+      s.table_start_dev.data<int64_t>());
   detail::check_launch();
 
-  const std::vector<int64_t> h = info.to_vector<int64_t>();  // the one sync
-  if (embedding_bounds_checks()) throw_if_flagged(op, grouped, c, indices, offsets, h.data());
-  s.table_start.assign(h.begin() + 2 * T, h.end());
-  s.unique = s.table_start.back();
+  if (sizes_on_host || checks) {
+    const std::vector<int64_t> h = info.to_vector<int64_t>();  // the one sync
+    if (checks) throw_if_flagged(op, grouped, c, indices, offsets, h.data());
+    s.table_start.assign(h.begin() + 2 * T, h.end());
+    s.unique = s.table_start.back();
+    s.on_host = true;
+  }
   return s;
 }
 
@@ -475,7 +508,7 @@ SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, 
   const int64_t batch = checks::embedding_bag_backward(indices, offsets, grad_out, detail::check_lookup_count);
   detail::DeviceScope scope(grad_out);
   const detail::TableLookups s =
-      detail::sort_table_lookups(op, false, {indices}, {offsets}, {num_rows}, batch, mode == PoolMode::kMean);
+      detail::sort_table_lookups(op, false, {indices}, {offsets}, {num_rows}, batch, mode == PoolMode::kMean, true);
   return segment_sums(s, grad_out, grad_out.size(1))[0];
 }
 
@@ -487,7 +520,7 @@ std::vector<SparseGrad> embedding_bags_backward(const std::vector<Tensor>& indic
       checks::embedding_bags_backward(indices, offsets, grad_out, num_rows, detail::check_lookup_count);
   detail::DeviceScope scope(grad_out);
   const detail::TableLookups s =
-      detail::sort_table_lookups(op, true, indices, offsets, num_rows, batch, mode == PoolMode::kMean);
+      detail::sort_table_lookups(op, true, indices, offsets, num_rows, batch, mode == PoolMode::kMean, true);
   return segment_sums(s, grad_out, grad_out.size(1) / static_cast<int64_t>(num_rows.size()));
 }
 

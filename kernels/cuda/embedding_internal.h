@@ -15,22 +15,41 @@ namespace rf::cuda::detail {
 // bytes a table for the embedding bags, 16 for the fused optimizers); more tables take more launches.
 constexpr int kMaxTables = 32;
 
+// A sorted lookup's key, 32-bit when the call's tables hold fewer than 2^32 rows together (a radix
+// pass then moves 8 bytes a lookup instead of 12), 64-bit otherwise.
+struct Keys {
+  const void* p = nullptr;
+  bool wide = false;
+  __device__ int64_t operator[](int64_t i) const {
+    return wide ? static_cast<const int64_t*>(p)[i] : static_cast<int64_t>(static_cast<const uint32_t*>(p)[i]);
+  }
+};
+
 // The lookups of T tables with one batch sorted together: table t's row r is the key row_base[t] + r
 // (the tables' rows stacked in order), so the unique keys come table by table, table t's being
 // [table_start[t], table_start[t + 1]). bags[k] = t * batch + bag. Validation (bounds checks on) runs
-// in the same pass; one synchronisation for everything. `grouped` names the table in error messages.
+// in the same pass; one synchronisation for everything, and none when the caller needs no sizes on the
+// host and the bounds checks are off. `grouped` names the table in error messages.
 struct TableLookups {
-  int64_t unique = 0, batch = 0;
-  Tensor keys;                       // [>= unique] int64, ascending
-  Tensor starts;                     // [>= unique + 1] int32
+  int64_t batch = 0, nnz = 0;
+  Tensor sorted_keys;                // [nnz] uint32 or int64 (Keys), ascending
+  Tensor starts;                     // [nnz + 1] int32: unique row u's lookups are [starts[u], starts[u + 1])
   Tensor bags;                       // [nnz] int32
   Tensor row_base;                   // [T] int64 (device)
   Tensor inv_len;                    // [T * batch] fp32, 1 / bag length; mean pooling only
+  Tensor table_start_dev;            // [T + 1] int64 (device): always written
+  std::vector<int64_t> nnz_of;       // [T] lookups per table (host): bounds the unique rows of each table
+  bool on_host = false;              // table_start and unique below are filled (after the one sync)
+  int64_t unique = 0;
   std::vector<int64_t> table_start;  // [T + 1] (host)
+  Keys keys() const { return {sorted_keys.raw(), sorted_keys.dtype() == DType::kI64}; }
 };
+// sizes_on_host: synchronise and fill table_start / unique (the SparseGrad backward needs them for its
+// shapes); otherwise the caller reads table_start_dev on the device and no synchronisation happens
+// unless the bounds checks are on (they throw before anything is written).
 TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<Tensor>& indices,
                                 const std::vector<Tensor>& offsets, const std::vector<int64_t>& num_rows,
-                                int64_t batch, bool mean);
+                                int64_t batch, bool mean, bool sizes_on_host);
 
 // Gradient row piece [d0, d0 + V) of unique row u, reduced from its sorted lookups in ascending bag
 // order: table t = bags[starts[u]] / batch, its gradient columns [t * dim, (t + 1) * dim) of grad_out
@@ -59,6 +78,23 @@ struct FromBags {
     }
   }
 };
+
+// Unique row u's table t and row within t, from its first sorted lookup (keys are row_base[t] + row).
+struct UniqueRows {
+  Keys keys;
+  const int32_t* starts;
+  const int32_t* bags;
+  const int64_t* row_base;
+  int64_t batch;
+  __device__ int64_t row(int64_t u, int64_t& t) const {
+    const int32_t k = starts[u];
+    t = bags[k] / batch;
+    return keys[k] - row_base[t];
+  }
+};
+inline UniqueRows unique_rows(const TableLookups& s) {
+  return {s.keys(), s.starts.data<int32_t>(), s.bags.data<int32_t>(), s.row_base.data<int64_t>(), s.batch};
+}
 
 // The FromBags of sorted lookups whose tables' gradients are grad_out's columns, `dim` per table.
 inline FromBags from_bags(const TableLookups& s, const Tensor& grad_out, int64_t dim) {

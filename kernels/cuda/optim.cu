@@ -2,8 +2,9 @@
 // embedding kernels; the gradient row comes from a SparseGrad or is reduced on the fly from the lookups
 // of every table of a collection sorted together (fused backward + update; a one-table call is the
 // one-table case), and the row lives in one table (OneTable) or in the table its key belongs to
-// (ManyTables). Row-wise Adagrad keeps up to four 4-wide pieces of the gradient in registers between
-// its two phases (sum of squares, then update) and recomputes the rest.
+// (ManyTables). Row-wise Adagrad reads up to four 4-wide pieces of the row before it reduces the
+// gradient, keeps them and their gradient in registers between its two phases (sum of squares, then
+// update) and recomputes the rest. The fused backward's kernels read their row counts on the device.
 // Dense: a multi-tensor launch whose kernel argument carries up to 48 tensors; each block finds its
 // tensor and chunk from a prefix table, so many small parameters cost one launch.
 #include <cuda_runtime.h>
@@ -25,6 +26,16 @@ using cuda::detail::store_vec;
 constexpr int kThreads = 256;
 constexpr int kCachedPieces = 4;
 
+// Calls f(std::integral_constant<int, C>) with C the pieces of V elements a lane of `lanes` covers in a
+// row of `dim` (1, 2 or kCachedPieces; longer rows recompute the rest).
+template <class F>
+void cached_pieces(int64_t dim, int lanes, int v, F f) {
+  const int64_t pieces = (dim + static_cast<int64_t>(lanes) * v - 1) / (static_cast<int64_t>(lanes) * v);
+  if (pieces <= 1) f(std::integral_constant<int, 1>{});
+  else if (pieces <= 2) f(std::integral_constant<int, 2>{});
+  else f(std::integral_constant<int, kCachedPieces>{});
+}
+
 // Gradient row piece [d0, d0 + V) of touched row u, from a SparseGrad's values.
 struct FromValues {
   const float* values;
@@ -45,86 +56,110 @@ struct OneTable {
   float* acc;  // row-wise Adagrad's per-row state; nullptr for SGD
   const int64_t* rows;
   int64_t dim;
-  __device__ T* row(int64_t u) const { return table + rows[u] * dim; }
-  __device__ float* acc_of(int64_t u) const { return acc + rows[u]; }
+  __device__ void locate(int64_t u, T*& w, float*& a) const {
+    const int64_t r = rows[u];
+    w = table + r * dim;
+    a = acc ? acc + r : nullptr;
+  }
 };
 
-// ... or in one of up to kMaxTables tables of a grouped backward (keys[u] = row_base[t] + row).
+// ... or in one of up to kMaxTables tables of a grouped backward (the sorted lookups' UniqueRows).
 using cuda::detail::kMaxTables;
 template <class T>
 struct ManyTables {
   T* table[kMaxTables];
   float* acc[kMaxTables];
-  const int64_t* keys;
-  const int64_t* row_base;
-  const int32_t* starts;
-  const int32_t* bags;
-  int64_t batch, dim;
+  cuda::detail::UniqueRows rows;
+  int64_t dim;
   int first;  // table[0] is table `first` of the call
-  __device__ int64_t local_row(int64_t u, int64_t& t) const {
-    t = bags[starts[u]] / batch;
-    return keys[u] - row_base[t];
-  }
-  __device__ T* row(int64_t u) const {
+  __device__ void locate(int64_t u, T*& w, float*& a) const {
     int64_t t;
-    const int64_t r = local_row(u, t);
-    return table[t - first] + r * dim;
-  }
-  __device__ float* acc_of(int64_t u) const {
-    int64_t t;
-    const int64_t r = local_row(u, t);
-    return acc[t - first] + r;
+    const int64_t r = rows.row(u, t);
+    w = table[t - first] + r * dim;
+    a = acc[t - first] ? acc[t - first] + r : nullptr;
   }
 };
 
-// Touched rows [u_begin, u_end), one lane group each.
+// The touched rows [begin, end) of a launch: known on the host (a SparseGrad's), or table_start[first]
+// and table_start[last] read on the device (the fused backward's, which does not synchronise for them;
+// its grid covers the launch's lookups, an upper bound, and the groups past the end return).
+struct RowRange {
+  int64_t begin = 0, end = 0;
+  const int64_t* table_start = nullptr;
+  int first = 0, last = 0;
+  __device__ void get(int64_t& b, int64_t& e) const {
+    if (table_start) {
+      b = table_start[first];
+      e = table_start[last];
+    } else {
+      b = begin;
+      e = end;
+    }
+  }
+};
+
+// Touched rows of `range`, one lane group each.
 template <class T, int V, class Dst, class Src>
-__global__ void __launch_bounds__(kThreads) sparse_sgd_kernel(const __grid_constant__ Dst dst, int64_t u_begin,
-                                                              int64_t u_end, int64_t dim, int lanes, float neg_lr,
+__global__ void __launch_bounds__(kThreads) sparse_sgd_kernel(const __grid_constant__ Dst dst, RowRange range,
+                                                              int64_t dim, int lanes, float neg_lr,
                                                               const __grid_constant__ Src src) {
+  int64_t u_begin, u_end;
+  range.get(u_begin, u_end);
   const int lane = threadIdx.x % lanes;
   const int64_t u = u_begin + static_cast<int64_t>(blockIdx.x) * (kThreads / lanes) + threadIdx.x / lanes;
   if (u >= u_end) return;
-  T* w = dst.row(u);
+  T* w;
+  float* unused;
+  dst.locate(u, w, unused);
   for (int64_t d0 = static_cast<int64_t>(lane) * V; d0 < dim; d0 += static_cast<int64_t>(lanes) * V) {
     float g[V], x[V];
+    load_vec<T, V>(w + d0, x);  // issued before the gradient's loads, which do not depend on it
     src.template operator()<V>(u, d0, g);
-    load_vec<T, V>(w + d0, x);
 #pragma unroll
     for (int i = 0; i < V; ++i) x[i] = fmaf(neg_lr, g[i], x[i]);
     store_vec<T, V>(w + d0, x);
   }
 }
 
-template <class T, int V, class Dst, class Src>
-__global__ void __launch_bounds__(kThreads) rowwise_adagrad_kernel(const __grid_constant__ Dst dst, int64_t u_begin,
-                                                                   int64_t u_end, int64_t dim, int lanes, float lr,
-                                                                   float eps, float wd, const __grid_constant__ Src src) {
+// The row's first kCachedPieces pieces (and the accumulator) are read before the gradient is reduced, so
+// those reads overlap its; their gradient pieces stay in registers between the two phases.
+// C: pieces a lane keeps (1, 2 or 4; cached_pieces()), so a short row does not hold registers for four.
+template <class T, int V, int C, class Dst, class Src>
+__global__ void __launch_bounds__(kThreads) rowwise_adagrad_kernel(const __grid_constant__ Dst dst, RowRange range,
+                                                                   int64_t dim, int lanes, float lr, float eps,
+                                                                   float wd, const __grid_constant__ Src src) {
+  int64_t u_begin, u_end;
+  range.get(u_begin, u_end);
   const int lane = threadIdx.x % lanes;
   const int64_t u = u_begin + static_cast<int64_t>(blockIdx.x) * (kThreads / lanes) + threadIdx.x / lanes;
   // Groups past the end stay for the shuffles below (a full-warp mask needs every lane) but touch nothing.
   const bool active = u < u_end;
-  T* w = active ? dst.row(u) : nullptr;
-  float* acc = active ? dst.acc_of(u) : nullptr;
+  T* w = nullptr;
+  float* acc = nullptr;
+  if (active) dst.locate(u, w, acc);
   const bool decay = wd != 0.0f;
   const int64_t step = static_cast<int64_t>(lanes) * V;
-  float cache[kCachedPieces][V];
+  const float old_acc = active ? *acc : 0.0f;  // read by every lane before lane 0 writes (shuffles sync)
+  float row[C][V], cache[C][V];
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    const int64_t d0 = static_cast<int64_t>(lane) * V + c * step;
+    if (active && d0 < dim) load_vec<T, V>(w + d0, row[c]);
+  }
   float sum_sq = 0.0f;
 #pragma unroll
-  for (int c = 0; c < kCachedPieces; ++c) {
+  for (int c = 0; c < C; ++c) {
     const int64_t d0 = static_cast<int64_t>(lane) * V + c * step;
     if (active && d0 < dim) {
       src.template operator()<V>(u, d0, cache[c]);
-      float x[V];
-      if (decay) load_vec<T, V>(w + d0, x);
 #pragma unroll
       for (int i = 0; i < V; ++i) {
-        const float gx = decay ? cache[c][i] + wd * x[i] : cache[c][i];
+        const float gx = decay ? cache[c][i] + wd * row[c][i] : cache[c][i];
         sum_sq += gx * gx;
       }
     }
   }
-  for (int64_t d0 = static_cast<int64_t>(lane) * V + kCachedPieces * step; active && d0 < dim; d0 += step) {
+  for (int64_t d0 = static_cast<int64_t>(lane) * V + C * step; active && d0 < dim; d0 += step) {
     float g[V], x[V];
     src.template operator()<V>(u, d0, g);
     if (decay) load_vec<T, V>(w + d0, x);
@@ -134,7 +169,6 @@ __global__ void __launch_bounds__(kThreads) rowwise_adagrad_kernel(const __grid_
       sum_sq += gx * gx;
     }
   }
-  const float old_acc = active ? *acc : 0.0f;  // read by every lane before lane 0 writes (shuffles sync)
   for (int o = lanes / 2; o > 0; o >>= 1) sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, o);
   if (!active) return;
   // FBGEMM divides the row's sum of squares by D (not a multiply by 1/D).
@@ -143,17 +177,16 @@ __global__ void __launch_bounds__(kThreads) rowwise_adagrad_kernel(const __grid_
   const float multiplier = lr / (sqrtf(new_acc) + eps);
   const float correction = decay ? 1.0f - multiplier * wd : 1.0f;
 #pragma unroll
-  for (int c = 0; c < kCachedPieces; ++c) {
+  for (int c = 0; c < C; ++c) {
     const int64_t d0 = static_cast<int64_t>(lane) * V + c * step;
     if (d0 < dim) {
       float x[V];
-      load_vec<T, V>(w + d0, x);
 #pragma unroll
-      for (int i = 0; i < V; ++i) x[i] = correction * x[i] - multiplier * cache[c][i];
+      for (int i = 0; i < V; ++i) x[i] = correction * row[c][i] - multiplier * cache[c][i];
       store_vec<T, V>(w + d0, x);
     }
   }
-  for (int64_t d0 = static_cast<int64_t>(lane) * V + kCachedPieces * step; d0 < dim; d0 += step) {
+  for (int64_t d0 = static_cast<int64_t>(lane) * V + C * step; d0 < dim; d0 += step) {
     float g[V], x[V];
     src.template operator()<V>(u, d0, g);
     load_vec<T, V>(w + d0, x);
@@ -210,21 +243,24 @@ void check_sparse_grad(const Tensor& table, const SparseGrad& grad, const char* 
            ": gradient and table on different devices");
 }
 
-// A SparseGrad's update of one table: run(V, T, grid, lanes, OneTable<T>, FromValues).
+// A SparseGrad's update of one table: run(V, T, grid, lanes, OneTable<T>, FromValues, RowRange).
 template <class Run>
 void update_from_values(Tensor& table, Tensor* acc, const SparseGrad& grad, Run run) {
   const int64_t dim = table.size(1);
   const FromValues src{grad.values.data<float>(), dim};
   const bool vec = dim % 4 == 0 && cuda::detail::alignment_of(grad.values.raw()) >= 16;
-  launch_rows({&table}, grad.rows.numel(), vec, [&](auto v, auto tag, unsigned grid, int lanes) {
+  RowRange range;
+  range.end = grad.rows.numel();
+  launch_rows({&table}, range.end, vec, [&](auto v, auto tag, unsigned grid, int lanes) {
     using T = decltype(tag);
     OneTable<T> dst{static_cast<T*>(table.raw()), acc ? acc->data<float>() : nullptr, grad.rows.data<int64_t>(), dim};
-    run(v, tag, grid, lanes, dst, src);
+    run(v, tag, grid, lanes, dst, src, range);
   });
 }
 
-// The fused backward + update of many tables: sorts every table's lookups together (one sync), then
-// run(V, T, grid, lanes, ManyTables<T>, FromBags, u_begin, u_end) per launch of up to kMaxTables tables.
+// The fused backward + update of many tables: sorts every table's lookups together (no synchronisation
+// unless the bounds checks are on), then run(V, T, grid, lanes, ManyTables<T>, FromBags, RowRange) per
+// launch of up to kMaxTables tables.
 template <class Run>
 void update_from_bags(const char* op, const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                       const Tensor& grad_out, PoolMode mode, const std::vector<Tensor*>& tables,
@@ -245,30 +281,37 @@ void update_from_bags(const char* op, const std::vector<Tensor>& indices, const 
   RF_CHECK(grad_out.size(1) == T * dim, op, ": grad_out has ", grad_out.size(1), " columns, expected ", T, " tables x ",
            dim);
   cuda::detail::DeviceScope scope(*tables[0]);
-  const cuda::detail::TableLookups s =
-      cuda::detail::sort_table_lookups(op, tables.size() > 1, indices, offsets, rows, batch, mode == PoolMode::kMean);
+  const cuda::detail::TableLookups s = cuda::detail::sort_table_lookups(
+      op, tables.size() > 1, indices, offsets, rows, batch, mode == PoolMode::kMean, /*sizes_on_host=*/false);
   const int64_t stride = grad_out.size(1);
   const FromBags src = cuda::detail::from_bags(s, grad_out, dim);
   const bool vec = dim % 4 == 0 && stride % 4 == 0 && cuda::detail::alignment_of(grad_out.raw()) >= 16;
   for (int64_t first = 0; first < T; first += kMaxTables) {
     const int64_t last = std::min<int64_t>(T, first + kMaxTables);
-    const int64_t u_begin = s.table_start[static_cast<size_t>(first)], u_end = s.table_start[static_cast<size_t>(last)];
+    RowRange range;
+    int64_t bound = 0;  // rows the launch covers: exact when the sizes are on the host, else its lookups
+    if (s.on_host) {
+      range.begin = s.table_start[static_cast<size_t>(first)];
+      range.end = s.table_start[static_cast<size_t>(last)];
+      bound = range.end - range.begin;
+    } else {
+      range.table_start = s.table_start_dev.data<int64_t>();
+      range.first = static_cast<int>(first);
+      range.last = static_cast<int>(last);
+      for (int64_t t = first; t < last; ++t) bound += s.nnz_of[static_cast<size_t>(t)];
+    }
     const std::vector<Tensor*> chunk(tables.begin() + first, tables.begin() + last);
-    launch_rows(chunk, u_end - u_begin, vec, [&](auto v, auto tag, unsigned grid, int lanes) {
+    launch_rows(chunk, bound, vec, [&](auto v, auto tag, unsigned grid, int lanes) {
       using T_ = decltype(tag);
       ManyTables<T_> dst{};
       for (int64_t t = first; t < last; ++t) {
         dst.table[t - first] = static_cast<T_*>(tables[static_cast<size_t>(t)]->raw());
         dst.acc[t - first] = accs.empty() ? nullptr : accs[static_cast<size_t>(t)]->data<float>();
       }
-      dst.keys = s.keys.data<int64_t>();
-      dst.row_base = s.row_base.data<int64_t>();
-      dst.starts = s.starts.data<int32_t>();
-      dst.bags = s.bags.data<int32_t>();
-      dst.batch = batch;
+      dst.rows = cuda::detail::unique_rows(s);
       dst.dim = dim;
       dst.first = static_cast<int>(first);
-      run(v, tag, grid, lanes, dst, src, u_begin, u_end);
+      run(v, tag, grid, lanes, dst, src, range);
     });
   }
 }
@@ -417,11 +460,11 @@ void sparse_sgd_update(Tensor& table, const SparseGrad& grad, float lr) {
   check_table(table, op);
   check_sparse_grad(table, grad, op);
   cuda::detail::DeviceScope scope(table);
-  const int64_t unique = grad.rows.numel();
-  update_from_values(table, nullptr, grad, [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src) {
-    sparse_sgd_kernel<decltype(tag), decltype(v)::value><<<grid, kThreads, 0, cuda::detail::stream()>>>(
-        dst, 0, unique, table.size(1), lanes, -lr, src);
-  });
+  update_from_values(table, nullptr, grad,
+                     [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src, RowRange range) {
+                       sparse_sgd_kernel<decltype(tag), decltype(v)::value>
+                           <<<grid, kThreads, 0, cuda::detail::stream()>>>(dst, range, table.size(1), lanes, -lr, src);
+                     });
 }
 
 void sparse_rowwise_adagrad_update(Tensor& table, Tensor& acc, const SparseGrad& grad,
@@ -431,20 +474,22 @@ void sparse_rowwise_adagrad_update(Tensor& table, Tensor& acc, const SparseGrad&
   check_acc(table, acc, op);
   check_sparse_grad(table, grad, op);
   cuda::detail::DeviceScope scope(table);
-  const int64_t unique = grad.rows.numel();
-  update_from_values(table, &acc, grad, [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src) {
-    rowwise_adagrad_kernel<decltype(tag), decltype(v)::value><<<grid, kThreads, 0, cuda::detail::stream()>>>(
-        dst, 0, unique, table.size(1), lanes, args.lr, args.eps, args.weight_decay, src);
-  });
+  update_from_values(table, &acc, grad,
+                     [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src, RowRange range) {
+                       cached_pieces(table.size(1), lanes, decltype(v)::value, [&](auto c) {
+                         rowwise_adagrad_kernel<decltype(tag), decltype(v)::value, decltype(c)::value>
+                             <<<grid, kThreads, 0, cuda::detail::stream()>>>(dst, range, table.size(1), lanes, args.lr,
+                                                                             args.eps, args.weight_decay, src);
+                       });
+                     });
 }
 
 void embedding_bags_backward_sgd(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                                  const Tensor& grad_out, PoolMode mode, const std::vector<Tensor*>& tables, float lr) {
   update_from_bags("embedding_bags_backward_sgd", indices, offsets, grad_out, mode, tables, {},
-                   [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src, int64_t u_begin,
-                       int64_t u_end) {
+                   [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src, RowRange range) {
                      sparse_sgd_kernel<decltype(tag), decltype(v)::value><<<grid, kThreads, 0, cuda::detail::stream()>>>(
-                         dst, u_begin, u_end, dst.dim, lanes, -lr, src);
+                         dst, range, dst.dim, lanes, -lr, src);
                    });
 }
 
@@ -454,11 +499,12 @@ void embedding_bags_backward_rowwise_adagrad(const std::vector<Tensor>& indices,
   RF_CHECK(accs.size() == tables.size(), "embedding_bags_backward_rowwise_adagrad: ", tables.size(), " tables, ",
            accs.size(), " accumulators");
   update_from_bags("embedding_bags_backward_rowwise_adagrad", indices, offsets, grad_out, mode, tables, accs,
-                   [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src, int64_t u_begin,
-                       int64_t u_end) {
-                     rowwise_adagrad_kernel<decltype(tag), decltype(v)::value>
-                         <<<grid, kThreads, 0, cuda::detail::stream()>>>(dst, u_begin, u_end, dst.dim, lanes, args.lr,
-                                                                         args.eps, args.weight_decay, src);
+                   [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src, RowRange range) {
+                     cached_pieces(dst.dim, lanes, decltype(v)::value, [&](auto c) {
+                       rowwise_adagrad_kernel<decltype(tag), decltype(v)::value, decltype(c)::value>
+                           <<<grid, kThreads, 0, cuda::detail::stream()>>>(dst, range, dst.dim, lanes, args.lr,
+                                                                           args.eps, args.weight_decay, src);
+                     });
                    });
 }
 

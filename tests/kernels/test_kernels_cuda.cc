@@ -349,6 +349,35 @@ TEST(CudaEmbeddingBags, ManyTablesMatchCpuAndAreDeterministic) {
       }
 }
 
+// Tables holding 2^32 rows or more together: the sort keys (row_base[t] + row) no longer fit 32 bits and
+// the backward sorts 64-bit keys. Only the row counts are that large (the backward never touches a
+// table), so this runs in a few MB.
+TEST(CudaEmbeddingBags, RowsPast32BitKeysMatchCpu) {
+  RF_REQUIRE_GPU();
+  const std::vector<int64_t> rows = {3000000000, 7, 2500000000};
+  const int64_t batch = 6, dim = 4;
+  const std::vector<std::vector<int64_t>> ind = {{2999999999, 5, 2999999999, 0}, {6, 6, 1}, {2499999999, 17, 2499999999, 3, 17}};
+  const std::vector<std::vector<int64_t>> offs = {{0, 1, 2, 2, 3, 4, 4}, {0, 1, 1, 2, 2, 3, 3}, {0, 2, 3, 3, 4, 5, 5}};
+  std::vector<Tensor> idx, off, didx, doff;
+  for (size_t t = 0; t < rows.size(); ++t) {
+    idx.push_back(i64(ind[t]));
+    off.push_back(i64(offs[t]));
+    didx.push_back(dev(idx.back()));
+    doff.push_back(dev(off.back()));
+  }
+  Rng rng(77);
+  Tensor go = random_tensor(rng, {batch, 3 * dim}, DType::kF32, nullptr);
+  std::vector<SparseGrad> want = embedding_bags_backward(idx, off, go, PoolMode::kSum, rows);
+  std::vector<SparseGrad> got = embedding_bags_backward(didx, doff, dev(go), PoolMode::kSum, rows);
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t t = 0; t < want.size(); ++t) {
+    SCOPED_TRACE(::testing::Message() << "table " << t);
+    ASSERT_EQ(host(got[t].rows).to_vector<int64_t>(), want[t].rows.to_vector<int64_t>());
+    // Sums of at most two fp32 terms in the same order: the GPU's FMA changes at most an ulp.
+    EXPECT_TRUE(close(host(got[t].values), values(want[t].values), {1e-6, 1e-6}, "values"));
+  }
+}
+
 TEST(CudaEmbeddingBags, BadIndexNamesItsTable) {
   RF_REQUIRE_GPU();
   const int64_t T = 36, batch = 4, dim = 8;

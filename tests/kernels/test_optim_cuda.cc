@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "kernels/cast.h"
+#include "kernels/cuda/cuda_ops.h"
 #include "kernels/embedding_bag.h"
 #include "kernels/loss_scaler.h"
 #include "kernels/optim_fused.h"
@@ -166,6 +167,45 @@ TEST(CudaSparseOptim, FusedAndUnfusedMatchHostReference) {
       }
 }
 
+// A bad index in the fused backward + update: a DataError naming the table, and not a byte of any table
+// or accumulator written (validation runs before the update kernels).
+TEST(CudaSparseOptim, FusedUpdateRejectsBadIndexBeforeWriting) {
+  RF_REQUIRE_GPU();
+  const int64_t T = 3, rows = 10, dim = 8, batch = 4;
+  Rng rng(31);
+  std::vector<Tensor> idx, off, w, acc;
+  std::vector<Tensor*> wp, ap;
+  for (int64_t t = 0; t < T; ++t) {
+    idx.push_back(dev(i64({1, 2, 3, t == 1 ? rows : 4})));
+    off.push_back(dev(i64({0, 1, 2, 3, 4})));
+    w.push_back(dev(rounded_f32(rng, {rows, dim}, DType::kF32)));
+    acc.push_back(dev(rounded_f32(rng, {rows}, DType::kF32, 0.0, 2.0)));
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    wp.push_back(&w[static_cast<size_t>(t)]);
+    ap.push_back(&acc[static_cast<size_t>(t)]);
+  }
+  std::vector<std::vector<uint8_t>> w0, a0;
+  for (int64_t t = 0; t < T; ++t) {
+    w0.push_back(raw_bytes(host(w[static_cast<size_t>(t)])));
+    a0.push_back(raw_bytes(host(acc[static_cast<size_t>(t)])));
+  }
+  Tensor go = dev(random_tensor(rng, {batch, T * dim}, DType::kF32, nullptr));
+  for (int opt = 0; opt < 2; ++opt) {
+    try {
+      if (opt == 0) embedding_bags_backward_sgd(idx, off, go, PoolMode::kSum, wp, 0.1f);
+      else embedding_bags_backward_rowwise_adagrad(idx, off, go, PoolMode::kSum, wp, ap, RowwiseAdagradArgs{});
+      ADD_FAILURE() << "expected DataError (optimizer " << opt << ")";
+    } catch (const DataError& e) {
+      EXPECT_NE(std::string(e.what()).find("(table 1): bag 3 holds index 10"), std::string::npos) << e.what();
+    }
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    EXPECT_TRUE(raw_bytes(host(w[static_cast<size_t>(t)])) == w0[static_cast<size_t>(t)]) << "table " << t << " written";
+    EXPECT_TRUE(raw_bytes(host(acc[static_cast<size_t>(t)])) == a0[static_cast<size_t>(t)]) << "acc " << t << " written";
+  }
+}
+
 // ---- dense multi-tensor -----------------------------------------------------------------------------------
 
 // The fused update of many tables (one sort, one update launch per 32 tables) against the unfused path
@@ -207,8 +247,15 @@ TEST(CudaSparseOptim, ManyTablesFusedEqualsBackwardThenUpdate) {
             fw.push_back(&fused_w[static_cast<size_t>(t)]);
             fa.push_back(&fused_acc[static_cast<size_t>(t)]);
           }
+          // Bounds checks on: the sort synchronises (validation) and the update launches know their row
+          // counts; off: no synchronisation, the update kernels read the counts on the device. Both
+          // against the same unfused result.
+          const bool checks = seed % 2 == 0;
+          SCOPED_TRACE(checks ? "bounds checks on" : "bounds checks off");
+          cuda::set_embedding_bounds_checks(checks);
           if (opt == 0) embedding_bags_backward_sgd(idx, off, go, mode, fw, args.lr);
           else embedding_bags_backward_rowwise_adagrad(idx, off, go, mode, fw, fa, args);
+          cuda::set_embedding_bounds_checks(true);
           std::vector<SparseGrad> grads = embedding_bags_backward(idx, off, go, mode, rows);
           for (int64_t t = 0; t < T; ++t) {
             const SparseGrad& g = grads[static_cast<size_t>(t)];
