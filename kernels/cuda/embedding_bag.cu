@@ -285,18 +285,24 @@ struct RunHead {
   __device__ bool operator()(int32_t i) const { return i == 0 || keys[i] != keys[i - 1]; }
 };
 
-// table_start[t] = the first unique row of table t (runs are in key order, so in table order);
-// table_start[T] = the number of runs; starts[runs] = n closes the last run. The table of run u is that
-// of its first lookup.
-__global__ void table_starts_kernel(int32_t* __restrict__ starts, const int32_t* __restrict__ bags,
-                                    const int32_t* __restrict__ num_runs, int64_t batch, int64_t tables, int64_t n,
-                                    int64_t* __restrict__ table_start) {
+// For every unique row u (run of equal sorted keys): its table and its row in that table
+// (detail::UniqueRows); table_start[t] = the first unique row of table t (runs are in key order, so in
+// table order); table_start[T] = the number of runs; starts[runs] = n closes the last run. The table
+// of run u is that of its first lookup.
+__global__ void runs_kernel(int32_t* __restrict__ starts, const int32_t* __restrict__ bags,
+                            const int32_t* __restrict__ num_runs, const detail::Keys keys,
+                            const int64_t* __restrict__ row_base, int64_t batch, int64_t tables, int64_t n,
+                            int64_t* __restrict__ unique_row, int32_t* __restrict__ unique_table,
+                            int64_t* __restrict__ table_start) {
   const int64_t runs = *num_runs;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < runs; u += stride) {
     // Clamped: with bad offsets (validation throws after this) some bags are never written.
-    const int64_t t = min(max(bags[starts[u]] / batch, int64_t{0}), tables - 1);
+    const int32_t k = starts[u];
+    const int64_t t = min(max(bags[k] / batch, int64_t{0}), tables - 1);
     const int64_t prev = u == 0 ? -1 : min(max(bags[starts[u - 1]] / batch, int64_t{0}), tables - 1);
+    unique_table[u] = static_cast<int32_t>(t);
+    unique_row[u] = keys[k] - row_base[t];
     for (int64_t s = prev + 1; s <= t; ++s) table_start[s] = u;
     if (u == runs - 1) {
       for (int64_t s = t + 1; s <= tables; ++s) table_start[s] = runs;
@@ -306,20 +312,14 @@ __global__ void table_starts_kernel(int32_t* __restrict__ starts, const int32_t*
 }
 
 // values[u, :] = the gradient row of unique row u (detail::FromBags: its bags' rows in ascending order,
-// scaled for mean pooling); rows_out[u] = its row in its own table.
+// scaled for mean pooling).
 template <int V>
 __global__ void __launch_bounds__(kThreads) segment_sum_kernel(const __grid_constant__ detail::FromBags src,
-                                                               const __grid_constant__ detail::UniqueRows rows,
-                                                               int64_t unique, int lanes, float* __restrict__ values,
-                                                               int64_t* __restrict__ rows_out) {
+                                                               int64_t unique, int lanes, float* __restrict__ values) {
   const int groups_per_block = kThreads / lanes;
   const int lane = threadIdx.x % lanes;
   const int64_t u = static_cast<int64_t>(blockIdx.x) * groups_per_block + threadIdx.x / lanes;
   if (u >= unique) return;
-  if (lane == 0) {
-    int64_t t;
-    rows_out[u] = rows.row(u, t);
-  }
   const int64_t dim = src.dim;
   for (int64_t d0 = static_cast<int64_t>(lane) * V; d0 < dim; d0 += static_cast<int64_t>(lanes) * V) {
     float acc[V];
@@ -344,14 +344,13 @@ int bits_for(int64_t num_rows) {
   return bits;
 }
 
-// The sparse gradients of every table from the sorted lookups (sizes on the host): views into one
-// [unique, dim] buffer.
+// The sparse gradients of every table from the sorted lookups (sizes on the host): values are views into
+// one [unique, dim] buffer, rows views into the sort's unique rows.
 std::vector<SparseGrad> segment_sums(const TableLookups& s, const Tensor& grad_out, int64_t dim) {
   const Device dev = grad_out.device();
   const size_t T = s.table_start.size() - 1;
-  Tensor rows = Tensor::empty({s.unique}, DType::kI64, dev);
   Tensor values = Tensor::empty({s.unique, dim}, DType::kF32, dev);
-  if (s.unique > 0) {  // dim 0 too: no values to sum, but the rows are still the result
+  if (s.unique > 0 && dim > 0) {
     const int64_t stride = grad_out.size(1);
     const bool vec = dim % 4 == 0 && stride % 4 == 0 && detail::alignment_of(grad_out.raw()) >= 16 &&
                      detail::alignment_of(values.raw()) >= 16;
@@ -359,9 +358,8 @@ std::vector<SparseGrad> segment_sums(const TableLookups& s, const Tensor& grad_o
     const int64_t groups = kThreads / lanes;
     const unsigned grid = static_cast<unsigned>((s.unique + groups - 1) / groups);
     auto launch = [&](auto kernel) {
-      kernel<<<grid, kThreads, 0, detail::stream()>>>(detail::from_bags(s, grad_out, dim), detail::unique_rows(s),
-                                                      s.unique, lanes, static_cast<float*>(values.raw()),
-                                                      rows.data<int64_t>());
+      kernel<<<grid, kThreads, 0, detail::stream()>>>(detail::from_bags(s, grad_out, dim), s.unique, lanes,
+                                                      values.data<float>());
       detail::check_launch();
     };
     if (vec) launch(segment_sum_kernel<4>);
@@ -369,7 +367,7 @@ std::vector<SparseGrad> segment_sums(const TableLookups& s, const Tensor& grad_o
   }
   std::vector<SparseGrad> grads(T);
   for (size_t t = 0; t < T; ++t) {
-    grads[t].rows = rows.slice_rows(s.table_start[t], s.table_start[t + 1]);
+    grads[t].rows = s.unique_row.slice_rows(s.table_start[t], s.table_start[t + 1]);
     grads[t].values = values.slice_rows(s.table_start[t], s.table_start[t + 1]);
   }
   return grads;
@@ -408,6 +406,8 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
     s.sorted_keys = Tensor::empty({0}, DType::kI32, dev);
     s.starts = Tensor::zeros({1}, DType::kI32, dev);
     s.bags = Tensor::empty({0}, DType::kI32, dev);
+    s.unique_row = Tensor::empty({0}, DType::kI64, dev);
+    s.unique_table = Tensor::empty({0}, DType::kI32, dev);
     RF_CHECK_CUDA(cudaMemsetAsync(s.table_start_dev.raw(), 0, s.table_start_dev.nbytes(), detail::stream()));
     s.on_host = true;
     s.table_start.assign(static_cast<size_t>(T) + 1, 0);
@@ -426,6 +426,8 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
   Tensor vals = Tensor::empty({n}, DType::kI32, dev);
   s.bags = Tensor::empty({n}, DType::kI32, dev);
   s.starts = Tensor::empty({n + 1}, DType::kI32, dev);
+  s.unique_row = Tensor::empty({n}, DType::kI64, dev);
+  s.unique_table = Tensor::empty({n}, DType::kI32, dev);
   Tensor num_runs = Tensor::empty({1}, DType::kI32, dev);
   if (mean) s.inv_len = Tensor::empty({T * batch}, DType::kF32, dev);
   const int lanes = detail::lanes_for(std::max<int64_t>(1, n / std::max<int64_t>(1, T * batch)), 1);
@@ -473,8 +475,9 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
   };
   if (wide) sort(int64_t{});
   else sort(uint32_t{});
-  table_starts_kernel<<<detail::grid_for(n, kThreads), kThreads, 0, detail::stream()>>>(
-      s.starts.data<int32_t>(), s.bags.data<int32_t>(), num_runs.data<int32_t>(), batch, T, n,
+  runs_kernel<<<detail::grid_for(n, kThreads), kThreads, 0, detail::stream()>>>(
+      s.starts.data<int32_t>(), s.bags.data<int32_t>(), num_runs.data<int32_t>(), s.keys(),
+      s.row_base.data<int64_t>(), batch, T, n, s.unique_row.data<int64_t>(), s.unique_table.data<int32_t>(),
       s.table_start_dev.data<int64_t>());
   detail::check_launch();
 

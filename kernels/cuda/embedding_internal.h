@@ -37,6 +37,8 @@ struct TableLookups {
   Tensor bags;                       // [nnz] int32
   Tensor row_base;                   // [T] int64 (device)
   Tensor inv_len;                    // [T * batch] fp32, 1 / bag length; mean pooling only
+  Tensor unique_row;                 // [nnz] int64: unique row u's row in its own table (u < unique)
+  Tensor unique_table;               // [nnz] int32: ... and that table
   Tensor table_start_dev;            // [T + 1] int64 (device): always written
   std::vector<int64_t> nnz_of;       // [T] lookups per table (host): bounds the unique rows of each table
   bool on_host = false;              // table_start and unique below are filled (after the one sync)
@@ -79,21 +81,18 @@ struct FromBags {
   }
 };
 
-// Unique row u's table t and row within t, from its first sorted lookup (keys are row_base[t] + row).
+// Unique row u's table t and row within t, written once per unique row by the sort (so the kernels
+// that update rows read them coalesced instead of chasing starts -> bags -> keys).
 struct UniqueRows {
-  Keys keys;
-  const int32_t* starts;
-  const int32_t* bags;
-  const int64_t* row_base;
-  int64_t batch;
+  const int64_t* rows;
+  const int32_t* tables;
   __device__ int64_t row(int64_t u, int64_t& t) const {
-    const int32_t k = starts[u];
-    t = bags[k] / batch;
-    return keys[k] - row_base[t];
+    t = tables[u];
+    return rows[u];
   }
 };
 inline UniqueRows unique_rows(const TableLookups& s) {
-  return {s.keys(), s.starts.data<int32_t>(), s.bags.data<int32_t>(), s.row_base.data<int64_t>(), s.batch};
+  return {s.unique_row.data<int64_t>(), s.unique_table.data<int32_t>()};
 }
 
 // The FromBags of sorted lookups whose tables' gradients are grad_out's columns, `dim` per table.
