@@ -247,6 +247,18 @@ int main(int argc, char** argv) {
                                  unique * (2.0 * s.dim * dtype_size(dt) + 8.0 + 8.0);
         rows.push_back({std::string("emb bwd+rowwise adagrad ") + s.name + " " + dtype_name(dt), upd_ms,
                         upd_bytes / (upd_ms * 1e6), copy_gbps, "GB/s"});
+        {
+          cuda::set_sparse_update_narrowing(1);  // twice the lanes per row: the geometry before narrowing
+          const double narrow_ms = median_ms(
+              [&](int i) {
+                embedding_bag_backward_rowwise_adagrad(bags[i % kRotate].indices, bags[i % kRotate].offsets, go,
+                                                       PoolMode::kSum, table, acc, args);
+              },
+              reps, 3);
+          cuda::set_sparse_update_narrowing(2);
+          rows.push_back({std::string("  same, lanes per row not narrowed ") + s.name + " " + dtype_name(dt), narrow_ms,
+                          upd_bytes / (narrow_ms * 1e6), copy_gbps, "GB/s"});
+        }
         if (dt == DType::kF32) {
           // Where the fused op's time goes: its first phase alone (keys, radix sort, run heads, table starts).
           const double sort_ms = median_ms(
@@ -359,6 +371,12 @@ int main(int argc, char** argv) {
       rows.push_back({"emb bwd 26 tables, 26 calls", loop_bwd, bwd_bytes / (loop_bwd * 1e6), copy_gbps, "GB/s"});
       rows.push_back({"emb bwd one call + 26 rowwise adagrad updates", bwd_update, upd_bytes / (bwd_update * 1e6), copy_gbps, "GB/s"});
       rows.push_back({"emb bwd + rowwise adagrad 26 tables fused, one call", fused_update, upd_bytes / (fused_update * 1e6), copy_gbps, "GB/s"});
+      cuda::set_sparse_update_narrowing(1);
+      const double fused_narrow = median_ms(
+          [&](int i) { embedding_bags_backward_rowwise_adagrad(idx[i % kRotate], off[i % kRotate], go, PoolMode::kSum, tp, ap, args); },
+          reps, 3);
+      cuda::set_sparse_update_narrowing(2);
+      rows.push_back({"  same, lanes per row not narrowed", fused_narrow, upd_bytes / (fused_narrow * 1e6), copy_gbps, "GB/s"});
       const double sort_only = median_ms(
           [&](int i) {
             cuda::detail::sort_table_lookups("bench", true, idx[i % kRotate], off[i % kRotate], num_rows, batch, false, false);

@@ -9,6 +9,8 @@
 // tensor and chunk from a prefix table, so many small parameters cost one launch.
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "kernels/cuda/cuda_common.cuh"
@@ -219,7 +221,10 @@ void launch_rows(const std::vector<Tensor*>& tables, int64_t count, bool vec, La
   if (count == 0 || dim == 0) return;
   for (const Tensor* t : tables)
     vec = vec && cuda::detail::alignment_of(t->raw()) >= static_cast<int>(4 * dtype_size(dt));
-  const int lanes = cuda::detail::lanes_for(dim, vec ? 4 : 1);
+  const int v = vec ? 4 : 1;
+  int lanes = cuda::detail::lanes_for(dim, v);
+  const int narrowed = lanes / cuda::sparse_update_narrowing();
+  if (narrowed >= 1 && dim <= 2 * static_cast<int64_t>(narrowed) * v) lanes = narrowed;
   const int64_t groups = kThreads / lanes;
   const unsigned grid = static_cast<unsigned>((count + groups - 1) / groups);
   auto by_vec = [&](auto tag) {
@@ -453,7 +458,17 @@ std::vector<const Tensor*> as_const(const std::vector<T*>& v) {
   return {v.begin(), v.end()};
 }
 
+std::atomic<int> g_narrowing{2};
+
 }  // namespace
+
+namespace cuda {
+void set_sparse_update_narrowing(int narrowing) {
+  RF_CHECK(narrowing == 1 || narrowing == 2, "sparse update narrowing must be 1 or 2, got ", narrowing);
+  g_narrowing = narrowing;
+}
+int sparse_update_narrowing() { return g_narrowing; }
+}  // namespace cuda
 
 void sparse_sgd_update(Tensor& table, const SparseGrad& grad, float lr) {
   const char* op = "sparse_sgd_update";

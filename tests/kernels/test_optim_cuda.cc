@@ -114,8 +114,11 @@ TEST(CudaSparseOptim, FusedAndUnfusedMatchHostReference) {
   for (C c : {C{64, 200, 16, 6}, C{40, 7, 13, 9}, C{32, 100, 128, 4}, C{16, 50, 600, 3}})
     for (DType dt : {DType::kF32, DType::kBF16, DType::kF16})
       for (float wd : {0.0f, 0.01f}) {
+        // Half of the cases with the lanes per row not narrowed (cuda::set_sparse_update_narrowing).
+        const int narrowing = seed % 2 == 0 ? 1 : 2;
         SCOPED_TRACE(::testing::Message() << "rows " << c.rows << " dim " << c.dim << " " << dtype_name(dt) << " wd "
-                                          << wd);
+                                          << wd << " narrowing " << narrowing);
+        cuda::set_sparse_update_narrowing(narrowing);
         Rng rng(seed++);
         Tensor table32 = rounded_f32(rng, {c.rows, c.dim}, dt);
         Tensor table = Tensor::empty(table32.shape(), dt);
@@ -165,6 +168,7 @@ TEST(CudaSparseOptim, FusedAndUnfusedMatchHostReference) {
         sparse_sgd_update(t4, dg, 0.1f);
         EXPECT_TRUE(close(host(t4), values(host(t3)), tol, "unfused vs fused sgd"));
       }
+  cuda::set_sparse_update_narrowing(2);
 }
 
 // A bad index in the fused backward + update: a DataError naming the table, and not a byte of any table
@@ -251,8 +255,11 @@ TEST(CudaSparseOptim, ManyTablesFusedEqualsBackwardThenUpdate) {
           // counts; off: no synchronisation, the update kernels read the counts on the device. Both
           // against the same unfused result.
           const bool checks = seed % 2 == 0;
-          SCOPED_TRACE(checks ? "bounds checks on" : "bounds checks off");
+          const int narrowing = seed / 2 % 2 == 0 ? 1 : 2;  // both paths with the same lanes per row
+          SCOPED_TRACE(::testing::Message() << (checks ? "bounds checks on" : "bounds checks off") << ", narrowing "
+                                            << narrowing);
           cuda::set_embedding_bounds_checks(checks);
+          cuda::set_sparse_update_narrowing(narrowing);
           if (opt == 0) embedding_bags_backward_sgd(idx, off, go, mode, fw, args.lr);
           else embedding_bags_backward_rowwise_adagrad(idx, off, go, mode, fw, fa, args);
           cuda::set_embedding_bounds_checks(true);
@@ -263,6 +270,7 @@ TEST(CudaSparseOptim, ManyTablesFusedEqualsBackwardThenUpdate) {
             if (opt == 0) sparse_sgd_update(plain_w[static_cast<size_t>(t)], g, args.lr);
             else sparse_rowwise_adagrad_update(plain_w[static_cast<size_t>(t)], plain_acc[static_cast<size_t>(t)], g, args);
           }
+          cuda::set_sparse_update_narrowing(2);
           for (int64_t t = 0; t < T; ++t) {
             SCOPED_TRACE(::testing::Message() << "table " << t);
             EXPECT_TRUE(raw_bytes(host(fused_w[static_cast<size_t>(t)])) == raw_bytes(host(plain_w[static_cast<size_t>(t)])))
