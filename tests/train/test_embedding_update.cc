@@ -4,45 +4,21 @@
 // (the fused kernels) is tested in tests/gpu_train and tests/kernels.
 #include <gtest/gtest.h>
 
-#include <random>
-
 #include "dataloader/batch.h"
 #include "kernels/embedding_bag.h"
 #include "src/config/config.h"
 #include "src/model/model.h"
+#include "src/train/data_source.h"
 #include "src/train/trainer.h"
+#include "tests/common/model_fixtures.h"
 
 namespace rf {
 namespace {
 
-ModelConfig small_model(const std::string& type) {
-  ModelConfig m;
-  m.type = type;
-  m.num_dense = 13;
-  m.table_sizes = {50, 7, 300};
-  m.embedding_dim = 8;
-  m.bottom_mlp = {16, 8};
-  m.top_mlp = {16, 1};
-  m.cross_layers = 2;
-  m.seed = 5;
-  return m;
-}
+ModelConfig small_model(const std::string& type) { return test::small_model(type, Device::cpu()); }
 
 ModelInput random_input(const ModelConfig& m, int64_t batch, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  ModelInput in;
-  in.dense = Tensor::empty({batch, m.num_dense}, DType::kF32);
-  for (int64_t i = 0; i < in.dense.numel(); ++i) in.dense.data<float>()[i] = static_cast<float>(rng() % 500) / 100.0f;
-  for (int64_t rows : m.table_sizes) {
-    std::vector<int64_t> idx, off{0};
-    for (int64_t b = 0; b < batch; ++b) {
-      for (uint64_t k = 0; k < 1 + rng() % 3; ++k) idx.push_back(static_cast<int64_t>(rng() % static_cast<uint64_t>(rows)));
-      off.push_back(static_cast<int64_t>(idx.size()));
-    }
-    in.indices.push_back(Tensor::from_vector(idx, {static_cast<int64_t>(idx.size())}));
-    in.offsets.push_back(Tensor::from_vector(off, {batch + 1}));
-  }
-  return in;
+  return model_input(test::random_batch(m, batch, seed));
 }
 
 // Forward and backward of a fresh model on `in` with `update` installed; returns the model.
