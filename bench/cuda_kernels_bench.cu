@@ -150,6 +150,15 @@ int main(int argc, char** argv) {
                 prop.l2CacheSize / 1048576.0);
     const int reps = quick ? 7 : 21;
     std::vector<Row> rows;
+    // median_ms of a sparse-optimizer call with the lanes per row not narrowed (the geometry before
+    // cuda::set_sparse_update_narrowing), the setting restored after.
+    auto not_narrowed_ms = [&](const std::function<void(int)>& fn) {
+      const int was = cuda::sparse_update_narrowing();
+      cuda::set_sparse_update_narrowing(1);
+      const double ms = median_ms(fn, reps, 3);
+      cuda::set_sparse_update_narrowing(was);
+      return ms;
+    };
 
     // ---- copy ceiling: a D2D memcpy of 1 GiB; bytes moved = read + write ---------------------------------
     const size_t copy_bytes_n = size_t{1} << 30;
@@ -237,28 +246,18 @@ int main(int argc, char** argv) {
           unique = g.rows.numel();
         }
         RowwiseAdagradArgs args;
-        const double upd_ms = median_ms(
-            [&](int i) {
-              embedding_bag_backward_rowwise_adagrad(bags[i % kRotate].indices, bags[i % kRotate].offsets, go,
-                                                     PoolMode::kSum, table, acc, args);
-            },
-            reps, 3);
+        const std::function<void(int)> fused = [&](int i) {
+          embedding_bag_backward_rowwise_adagrad(bags[i % kRotate].indices, bags[i % kRotate].offsets, go,
+                                                 PoolMode::kSum, table, acc, args);
+        };
+        const double upd_ms = median_ms(fused, reps, 3);
         const double upd_bytes = nnz * 8.0 + (s.batch + 1) * 8.0 + static_cast<double>(nnz) * s.dim * 4 +
                                  unique * (2.0 * s.dim * dtype_size(dt) + 8.0 + 8.0);
         rows.push_back({std::string("emb bwd+rowwise adagrad ") + s.name + " " + dtype_name(dt), upd_ms,
                         upd_bytes / (upd_ms * 1e6), copy_gbps, "GB/s"});
-        {
-          cuda::set_sparse_update_narrowing(1);  // twice the lanes per row: the geometry before narrowing
-          const double narrow_ms = median_ms(
-              [&](int i) {
-                embedding_bag_backward_rowwise_adagrad(bags[i % kRotate].indices, bags[i % kRotate].offsets, go,
-                                                       PoolMode::kSum, table, acc, args);
-              },
-              reps, 3);
-          cuda::set_sparse_update_narrowing(2);
-          rows.push_back({std::string("  same, lanes per row not narrowed ") + s.name + " " + dtype_name(dt), narrow_ms,
-                          upd_bytes / (narrow_ms * 1e6), copy_gbps, "GB/s"});
-        }
+        const double wide_ms = not_narrowed_ms(fused);
+        rows.push_back({std::string("  same, lanes per row not narrowed ") + s.name + " " + dtype_name(dt), wide_ms,
+                        upd_bytes / (wide_ms * 1e6), copy_gbps, "GB/s"});
         if (dt == DType::kF32) {
           // Where the fused op's time goes: its first phase alone (keys, radix sort, run heads, table starts).
           const double sort_ms = median_ms(
@@ -269,12 +268,7 @@ int main(int argc, char** argv) {
               reps, 3);
           rows.push_back({std::string("  of which sorting the lookups ") + s.name + " (share)", sort_ms, sort_ms / upd_ms,
                           1.0, "share"});
-          const double upd_host = host_ms(
-              [&](int i) {
-                embedding_bag_backward_rowwise_adagrad(bags[i % kRotate].indices, bags[i % kRotate].offsets, go,
-                                                       PoolMode::kSum, table, acc, args);
-              },
-              20);
+          const double upd_host = host_ms(fused, 20);
           rows.push_back({std::string("  host time to issue one call ") + s.name + " (ratio to its ms)", upd_host,
                           upd_host / upd_ms, 1.0, "share"});
         }
@@ -362,35 +356,28 @@ int main(int argc, char** argv) {
         tp.push_back(&tables[static_cast<size_t>(t)]);
         ap.push_back(&accs[static_cast<size_t>(t)]);
       }
-      const double fused_update = median_ms(
-          [&](int i) { embedding_bags_backward_rowwise_adagrad(idx[i % kRotate], off[i % kRotate], go, PoolMode::kSum, tp, ap, args); },
-          reps, 3);
+      const std::function<void(int)> fused = [&](int i) {
+        embedding_bags_backward_rowwise_adagrad(idx[i % kRotate], off[i % kRotate], go, PoolMode::kSum, tp, ap, args);
+      };
+      const double fused_update = median_ms(fused, reps, 3);
       // Essential bytes as the one-table fused rows count them (the SparseGrad round trip is overhead).
       const double upd_bytes = nnz * 8.0 + T * (batch + 1) * 8.0 + static_cast<double>(nnz) * dim * 4 + unique * (2.0 * dim * 4 + 16.0);
       rows.push_back({"emb bwd 26 tables, one call", grouped_bwd, bwd_bytes / (grouped_bwd * 1e6), copy_gbps, "GB/s"});
       rows.push_back({"emb bwd 26 tables, 26 calls", loop_bwd, bwd_bytes / (loop_bwd * 1e6), copy_gbps, "GB/s"});
       rows.push_back({"emb bwd one call + 26 rowwise adagrad updates", bwd_update, upd_bytes / (bwd_update * 1e6), copy_gbps, "GB/s"});
       rows.push_back({"emb bwd + rowwise adagrad 26 tables fused, one call", fused_update, upd_bytes / (fused_update * 1e6), copy_gbps, "GB/s"});
-      cuda::set_sparse_update_narrowing(1);
-      const double fused_narrow = median_ms(
-          [&](int i) { embedding_bags_backward_rowwise_adagrad(idx[i % kRotate], off[i % kRotate], go, PoolMode::kSum, tp, ap, args); },
-          reps, 3);
-      cuda::set_sparse_update_narrowing(2);
-      rows.push_back({"  same, lanes per row not narrowed", fused_narrow, upd_bytes / (fused_narrow * 1e6), copy_gbps, "GB/s"});
+      const double fused_wide = not_narrowed_ms(fused);
+      rows.push_back({"  same, lanes per row not narrowed", fused_wide, upd_bytes / (fused_wide * 1e6), copy_gbps, "GB/s"});
       const double sort_only = median_ms(
           [&](int i) {
             cuda::detail::sort_table_lookups("bench", true, idx[i % kRotate], off[i % kRotate], num_rows, batch, false, false);
           },
           reps, 3);
       rows.push_back({"  of which sorting the lookups (share)", sort_only, sort_only / fused_update, 1.0, "share"});
-      const double fused_host = host_ms(
-          [&](int i) { embedding_bags_backward_rowwise_adagrad(idx[i % kRotate], off[i % kRotate], go, PoolMode::kSum, tp, ap, args); },
-          20);
+      const double fused_host = host_ms(fused, 20);
       rows.push_back({"  host time to issue one fused call (ratio to its ms)", fused_host, fused_host / fused_update, 1.0, "share"});
       cuda::set_embedding_bounds_checks(true);  // the trainer's setting: validation and one synchronisation
-      const double checked_update = median_ms(
-          [&](int i) { embedding_bags_backward_rowwise_adagrad(idx[i % kRotate], off[i % kRotate], go, PoolMode::kSum, tp, ap, args); },
-          reps, 3);
+      const double checked_update = median_ms(fused, reps, 3);
       cuda::set_embedding_bounds_checks(false);
       rows.push_back({"emb bwd + rowwise adagrad 26 tables fused, bounds checks on", checked_update,
                       upd_bytes / (checked_update * 1e6), copy_gbps, "GB/s"});

@@ -278,6 +278,16 @@ __global__ void keys_kernel(const __grid_constant__ BagTables tabs, int first, i
   }
 }
 
+// A sorted lookup's key, 32-bit when the call's tables hold at most 2^32 rows together (a radix pass
+// then moves 8 bytes a lookup instead of 12), 64-bit otherwise.
+struct Keys {
+  const void* p;
+  bool wide;
+  __device__ int64_t operator[](int64_t i) const {
+    return wide ? static_cast<const int64_t*>(p)[i] : static_cast<int64_t>(static_cast<const uint32_t*>(p)[i]);
+  }
+};
+
 // Sorted position i starts a run of equal keys (a unique row).
 template <class K>
 struct RunHead {
@@ -290,17 +300,19 @@ struct RunHead {
 // table order); table_start[T] = the number of runs; starts[runs] = n closes the last run. The table
 // of run u is that of its first lookup.
 __global__ void runs_kernel(int32_t* __restrict__ starts, const int32_t* __restrict__ bags,
-                            const int32_t* __restrict__ num_runs, const detail::Keys keys,
+                            const int32_t* __restrict__ num_runs, const Keys keys,
                             const int64_t* __restrict__ row_base, int64_t batch, int64_t tables, int64_t n,
                             int64_t* __restrict__ unique_row, int32_t* __restrict__ unique_table,
                             int64_t* __restrict__ table_start) {
   const int64_t runs = *num_runs;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t u = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; u < runs; u += stride) {
-    // Clamped: with bad offsets (validation throws after this) some bags are never written.
+    // The table of a sorted lookup, clamped: with bad offsets (validation throws after this) some bags
+    // are never written.
+    auto table_of = [&](int32_t k) { return min(max(bags[k] / batch, int64_t{0}), tables - 1); };
     const int32_t k = starts[u];
-    const int64_t t = min(max(bags[k] / batch, int64_t{0}), tables - 1);
-    const int64_t prev = u == 0 ? -1 : min(max(bags[starts[u - 1]] / batch, int64_t{0}), tables - 1);
+    const int64_t t = table_of(k);
+    const int64_t prev = u == 0 ? -1 : table_of(starts[u - 1]);
     unique_table[u] = static_cast<int32_t>(t);
     unique_row[u] = keys[k] - row_base[t];
     for (int64_t s = prev + 1; s <= t; ++s) table_start[s] = u;
@@ -395,7 +407,6 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
   const bool checks = embedding_bounds_checks();
   TableLookups s;
   s.batch = batch;
-  s.nnz = c.nnz;
   for (const BagTable& t : c.tables) s.nnz_of.push_back(t.nnz);
   // info: [2T] validation flags, then the [T + 1] table starts; one copy to the host reads both.
   Tensor info = Tensor::empty({3 * T + 1}, DType::kI64, dev);
@@ -403,13 +414,11 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
   s.row_base = Tensor::empty({T}, DType::kI64, dev);
   const int64_t n = c.nnz;
   if (n == 0) {
-    s.sorted_keys = Tensor::empty({0}, DType::kI32, dev);
     s.starts = Tensor::zeros({1}, DType::kI32, dev);
     s.bags = Tensor::empty({0}, DType::kI32, dev);
     s.unique_row = Tensor::empty({0}, DType::kI64, dev);
     s.unique_table = Tensor::empty({0}, DType::kI32, dev);
     RF_CHECK_CUDA(cudaMemsetAsync(s.table_start_dev.raw(), 0, s.table_start_dev.nbytes(), detail::stream()));
-    s.on_host = true;
     s.table_start.assign(static_cast<size_t>(T) + 1, 0);
     // No lookups, but the offsets can still be wrong (e.g. offsets[batch] != 0).
     if (checks) validate_now(op, grouped, c, indices, offsets, dev);
@@ -421,8 +430,7 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
   // Keys below 2^32 sort as uint32 (stored in an int32 tensor).
   const bool wide = c.rows > (int64_t{1} << 32);
   const DType key_dtype = wide ? DType::kI64 : DType::kI32;
-  Tensor keys = Tensor::empty({n}, key_dtype, dev);
-  s.sorted_keys = Tensor::empty({n}, key_dtype, dev);
+  Tensor keys = Tensor::empty({n}, key_dtype, dev), sorted_keys = Tensor::empty({n}, key_dtype, dev);
   Tensor vals = Tensor::empty({n}, DType::kI32, dev);
   s.bags = Tensor::empty({n}, DType::kI32, dev);
   s.starts = Tensor::empty({n + 1}, DType::kI32, dev);
@@ -436,7 +444,7 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
   auto sort = [&](auto tag) {
     using K = decltype(tag);
     K* k_in = static_cast<K*>(keys.raw());
-    K* k_out = static_cast<K*>(s.sorted_keys.raw());
+    K* k_out = static_cast<K*>(sorted_keys.raw());
     per_launch(c, [&](const BagTables& tabs, int first, unsigned tables) {
       keys_kernel<K><<<dim3(detail::grid_for(batch * lanes, kThreads, 2048), tables), kThreads, 0, detail::stream()>>>(
           tabs, first, batch, lanes, k_in, vals.data<int32_t>(), s.row_base.data<int64_t>(),
@@ -448,10 +456,11 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
     // key bits, key width).
     static std::mutex mu;
     static std::map<std::tuple<int, int, int, bool>, size_t> scratch;
+    const std::tuple<int, int, int, bool> shape{dev.index, ni, end_bit, wide};
     size_t bytes = 0;
     {
       std::lock_guard<std::mutex> lock(mu);
-      auto it = scratch.find({dev.index, ni, end_bit, wide});
+      auto it = scratch.find(shape);
       if (it != scratch.end()) bytes = it->second;
     }
     if (bytes == 0) {
@@ -463,7 +472,7 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
       bytes = std::max({sort_bytes, select_bytes, size_t{1}});
       std::lock_guard<std::mutex> lock(mu);
       if (scratch.size() > 256) scratch.clear();  // many distinct batch shapes: start over
-      scratch[{dev.index, ni, end_bit, wide}] = bytes;
+      scratch[shape] = bytes;
     }
     Tensor temp = bytes_tensor(bytes, dev);
     size_t temp_bytes = static_cast<size_t>(temp.numel()) * 4;
@@ -476,7 +485,7 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
   if (wide) sort(int64_t{});
   else sort(uint32_t{});
   runs_kernel<<<detail::grid_for(n, kThreads), kThreads, 0, detail::stream()>>>(
-      s.starts.data<int32_t>(), s.bags.data<int32_t>(), num_runs.data<int32_t>(), s.keys(),
+      s.starts.data<int32_t>(), s.bags.data<int32_t>(), num_runs.data<int32_t>(), Keys{sorted_keys.raw(), wide},
       s.row_base.data<int64_t>(), batch, T, n, s.unique_row.data<int64_t>(), s.unique_table.data<int32_t>(),
       s.table_start_dev.data<int64_t>());
   detail::check_launch();
@@ -486,7 +495,6 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
     if (checks) throw_if_flagged(op, grouped, c, indices, offsets, h.data());
     s.table_start.assign(h.begin() + 2 * T, h.end());
     s.unique = s.table_start.back();
-    s.on_host = true;
   }
   return s;
 }

@@ -15,24 +15,13 @@ namespace rf::cuda::detail {
 // bytes a table for the embedding bags, 16 for the fused optimizers); more tables take more launches.
 constexpr int kMaxTables = 32;
 
-// A sorted lookup's key, 32-bit when the call's tables hold fewer than 2^32 rows together (a radix
-// pass then moves 8 bytes a lookup instead of 12), 64-bit otherwise.
-struct Keys {
-  const void* p = nullptr;
-  bool wide = false;
-  __device__ int64_t operator[](int64_t i) const {
-    return wide ? static_cast<const int64_t*>(p)[i] : static_cast<int64_t>(static_cast<const uint32_t*>(p)[i]);
-  }
-};
-
 // The lookups of T tables with one batch sorted together: table t's row r is the key row_base[t] + r
 // (the tables' rows stacked in order), so the unique keys come table by table, table t's being
 // [table_start[t], table_start[t + 1]). bags[k] = t * batch + bag. Validation (bounds checks on) runs
 // in the same pass; one synchronisation for everything, and none when the caller needs no sizes on the
 // host and the bounds checks are off. `grouped` names the table in error messages.
 struct TableLookups {
-  int64_t batch = 0, nnz = 0;
-  Tensor sorted_keys;                // [nnz] uint32 or int64 (Keys), ascending
+  int64_t batch = 0;
   Tensor starts;                     // [nnz + 1] int32: unique row u's lookups are [starts[u], starts[u + 1])
   Tensor bags;                       // [nnz] int32
   Tensor row_base;                   // [T] int64 (device)
@@ -41,10 +30,9 @@ struct TableLookups {
   Tensor unique_table;               // [nnz] int32: ... and that table
   Tensor table_start_dev;            // [T + 1] int64 (device): always written
   std::vector<int64_t> nnz_of;       // [T] lookups per table (host): bounds the unique rows of each table
-  bool on_host = false;              // table_start and unique below are filled (after the one sync)
-  int64_t unique = 0;
+  int64_t unique = 0;                // with table_start: filled after the one sync, else empty
   std::vector<int64_t> table_start;  // [T + 1] (host)
-  Keys keys() const { return {sorted_keys.raw(), sorted_keys.dtype() == DType::kI64}; }
+  bool sizes_on_host() const { return !table_start.empty(); }
 };
 // sizes_on_host: synchronise and fill table_start / unique (the SparseGrad backward needs them for its
 // shapes); otherwise the caller reads table_start_dev on the device and no synchronisation happens

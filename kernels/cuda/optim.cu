@@ -295,7 +295,7 @@ void update_from_bags(const char* op, const std::vector<Tensor>& indices, const 
     const int64_t last = std::min<int64_t>(T, first + kMaxTables);
     RowRange range;
     int64_t bound = 0;  // rows the launch covers: exact when the sizes are on the host, else its lookups
-    if (s.on_host) {
+    if (s.sizes_on_host()) {
       range.begin = s.table_start[static_cast<size_t>(first)];
       range.end = s.table_start[static_cast<size_t>(last)];
       bound = range.end - range.begin;

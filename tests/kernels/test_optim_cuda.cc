@@ -106,6 +106,7 @@ void rowwise_adagrad_host(std::vector<float>& w, std::vector<float>& acc, const 
 
 TEST(CudaSparseOptim, FusedAndUnfusedMatchHostReference) {
   RF_REQUIRE_GPU();
+  const int default_narrowing = cuda::sparse_update_narrowing();
   uint64_t seed = 8000;
   struct C {
     int64_t batch, rows, dim, max_len;
@@ -168,7 +169,7 @@ TEST(CudaSparseOptim, FusedAndUnfusedMatchHostReference) {
         sparse_sgd_update(t4, dg, 0.1f);
         EXPECT_TRUE(close(host(t4), values(host(t3)), tol, "unfused vs fused sgd"));
       }
-  cuda::set_sparse_update_narrowing(2);
+  cuda::set_sparse_update_narrowing(default_narrowing);
 }
 
 // A bad index in the fused backward + update: a DataError naming the table, and not a byte of any table
@@ -217,6 +218,8 @@ TEST(CudaSparseOptim, FusedUpdateRejectsBadIndexBeforeWriting) {
 // against host references above): same sums in the same order, so bit-identical tables and accumulators.
 TEST(CudaSparseOptim, ManyTablesFusedEqualsBackwardThenUpdate) {
   RF_REQUIRE_GPU();
+  const int default_narrowing = cuda::sparse_update_narrowing();
+  const bool default_checks = cuda::embedding_bounds_checks();
   uint64_t seed = 900;
   for (int64_t T : {int64_t{5}, int64_t{37}})
     for (DType dt : {DType::kF32, DType::kBF16})
@@ -262,7 +265,7 @@ TEST(CudaSparseOptim, ManyTablesFusedEqualsBackwardThenUpdate) {
           cuda::set_sparse_update_narrowing(narrowing);
           if (opt == 0) embedding_bags_backward_sgd(idx, off, go, mode, fw, args.lr);
           else embedding_bags_backward_rowwise_adagrad(idx, off, go, mode, fw, fa, args);
-          cuda::set_embedding_bounds_checks(true);
+          cuda::set_embedding_bounds_checks(default_checks);
           std::vector<SparseGrad> grads = embedding_bags_backward(idx, off, go, mode, rows);
           for (int64_t t = 0; t < T; ++t) {
             const SparseGrad& g = grads[static_cast<size_t>(t)];
@@ -270,7 +273,7 @@ TEST(CudaSparseOptim, ManyTablesFusedEqualsBackwardThenUpdate) {
             if (opt == 0) sparse_sgd_update(plain_w[static_cast<size_t>(t)], g, args.lr);
             else sparse_rowwise_adagrad_update(plain_w[static_cast<size_t>(t)], plain_acc[static_cast<size_t>(t)], g, args);
           }
-          cuda::set_sparse_update_narrowing(2);
+          cuda::set_sparse_update_narrowing(default_narrowing);
           for (int64_t t = 0; t < T; ++t) {
             SCOPED_TRACE(::testing::Message() << "table " << t);
             EXPECT_TRUE(raw_bytes(host(fused_w[static_cast<size_t>(t)])) == raw_bytes(host(plain_w[static_cast<size_t>(t)])))
