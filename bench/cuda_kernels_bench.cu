@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -25,6 +26,7 @@
 #include "kernels/linear.h"
 #include "kernels/optim_fused.h"
 #include "src/core/allocator.h"
+#include "src/core/cuda_graph.h"
 #include "src/core/precision.h"
 #include "src/core/tensor.h"
 
@@ -66,9 +68,9 @@ double median_ms(const std::function<void(int)>& fn, int reps, int inner, int wa
   std::vector<double> t;
   int call = 0;
   for (int r = 0; r < reps; ++r) {
-    RF_CHECK_CUDA(cudaEventRecord(a, 0));
+    RF_CHECK_CUDA(cudaEventRecord(a, cuda::detail::stream()));
     for (int i = 0; i < inner; ++i) fn(call++);
-    RF_CHECK_CUDA(cudaEventRecord(b, 0));
+    RF_CHECK_CUDA(cudaEventRecord(b, cuda::detail::stream()));
     RF_CHECK_CUDA(cudaEventSynchronize(b));
     float ms = 0.0f;
     RF_CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
@@ -165,7 +167,7 @@ int main(int argc, char** argv) {
     void* src = device_allocate(copy_bytes_n, 0);
     void* dst = device_allocate(copy_bytes_n, 0);
     RF_CHECK_CUDA(cudaMemset(src, 1, copy_bytes_n));
-    const double copy_ms = median_ms([&](int) { RF_CHECK_CUDA(cudaMemcpyAsync(dst, src, copy_bytes_n, cudaMemcpyDeviceToDevice, 0)); }, reps, 3);
+    const double copy_ms = median_ms([&](int) { RF_CHECK_CUDA(cudaMemcpyAsync(dst, src, copy_bytes_n, cudaMemcpyDeviceToDevice, cuda::detail::stream())); }, reps, 3);
     const double copy_gbps = 2.0 * copy_bytes_n / (copy_ms * 1e6);
     device_free(src, 0);
     device_free(dst, 0);
@@ -174,6 +176,16 @@ int main(int argc, char** argv) {
     // ---- embedding bags: rows spread far past L2, random indices, rotating batches -----------------------
     cuda::set_embedding_bounds_checks(false);  // inputs are generated in range; a real loader validates
     const int kRotate = 4;
+    // The same calls replayed from CUDA graphs, one captured per rotated input: how a train.cuda_graph
+    // step runs them (no host work per launch, no gaps between the kernels).
+    auto graph_ms = [&](const std::function<void(int)>& fn) {
+      std::vector<std::unique_ptr<CudaGraph>> graphs;
+      for (int i = 0; i < kRotate; ++i) {
+        graphs.push_back(std::make_unique<CudaGraph>(0));
+        graphs.back()->capture("cuda_kernels_bench", [&] { fn(i); });
+      }
+      return median_ms([&](int i) { graphs[static_cast<size_t>(i % kRotate)]->replay(); }, reps, 3);
+    };
     struct EmbShape {
       const char* name;
       int64_t rows, dim, batch, pooling;
@@ -214,7 +226,7 @@ int main(int argc, char** argv) {
           Tensor gathered = Tensor::empty({nnz * pieces * 4}, DType::kF32, kDev);
           const double g_ms = median_ms(
               [&](int i) {
-                gather_rows_kernel<<<cuda::detail::grid_for(nnz * pieces, 256), 256>>>(
+                gather_rows_kernel<<<cuda::detail::grid_for(nnz * pieces, 256), 256, 0, cuda::detail::stream()>>>(
                     static_cast<const uint4*>(table.raw()), bags[i % kRotate].indices.data<int64_t>(), nnz, pieces,
                     static_cast<uint4*>(gathered.raw()));
               },
@@ -258,6 +270,9 @@ int main(int argc, char** argv) {
         const double wide_ms = not_narrowed_ms(fused);
         rows.push_back({std::string("  same, lanes per row not narrowed ") + s.name + " " + dtype_name(dt), wide_ms,
                         upd_bytes / (wide_ms * 1e6), copy_gbps, "GB/s"});
+        const double replay_ms = graph_ms(fused);
+        rows.push_back({std::string("  same, replayed from a CUDA graph ") + s.name + " " + dtype_name(dt), replay_ms,
+                        upd_bytes / (replay_ms * 1e6), copy_gbps, "GB/s"});
         if (dt == DType::kF32) {
           // Where the fused op's time goes: its first phase alone (keys, radix sort, run heads, table starts).
           const double sort_ms = median_ms(
@@ -368,6 +383,8 @@ int main(int argc, char** argv) {
       rows.push_back({"emb bwd + rowwise adagrad 26 tables fused, one call", fused_update, upd_bytes / (fused_update * 1e6), copy_gbps, "GB/s"});
       const double fused_wide = not_narrowed_ms(fused);
       rows.push_back({"  same, lanes per row not narrowed", fused_wide, upd_bytes / (fused_wide * 1e6), copy_gbps, "GB/s"});
+      const double fused_replay = graph_ms(fused);
+      rows.push_back({"  same, replayed from a CUDA graph", fused_replay, upd_bytes / (fused_replay * 1e6), copy_gbps, "GB/s"});
       const double sort_only = median_ms(
           [&](int i) {
             cuda::detail::sort_table_lookups("bench", true, idx[i % kRotate], off[i % kRotate], num_rows, batch, false, false);
@@ -386,6 +403,7 @@ int main(int argc, char** argv) {
     // ---- GEMMs: rf linear (cuBLASLt, bias in the epilogue) vs plain cublasGemmEx -------------------------
     cublasHandle_t blas;
     BENCH_CHECK_CUBLAS(cublasCreate(&blas));
+    BENCH_CHECK_CUBLAS(cublasSetStream(blas, cuda::detail::stream()));  // recforge's stream, timed by its events
     struct GemmShape {
       const char* name;
       int64_t m, k, n;  // y[m, n] = x[m, k] w[n, k]^T

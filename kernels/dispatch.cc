@@ -126,6 +126,16 @@ void embedding_bags_forward(const std::vector<Tensor>& tables, const std::vector
   RF_CUDA_OR_THROW(embedding_bags_forward, return cuda::embedding_bags_forward(tables, indices, offsets, mode, out));
 }
 
+void check_embedding_bags(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                          const std::vector<int64_t>& num_rows) {
+  std::vector<const Tensor*> all;
+  for (const auto* list : {&indices, &offsets})
+    for (const Tensor& t : *list) all.push_back(&t);
+  if (all.empty() || common_device("check_embedding_bags", all).is_cpu())
+    return cpu::check_bags(indices, offsets, num_rows);
+  RF_CUDA_OR_THROW(check_embedding_bags, return cuda::check_embedding_bags(indices, offsets, num_rows));
+}
+
 std::vector<SparseGrad> embedding_bags_backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                                                 const Tensor& grad_out, PoolMode mode,
                                                 const std::vector<int64_t>& num_rows) {
@@ -179,6 +189,16 @@ double bce_with_logits_forward(const Tensor& logits, const Tensor& labels) {
   if (common_device("bce_with_logits_forward", {&logits, &labels}).is_cpu())
     return cpu::bce_with_logits_forward(logits, labels);
   RF_CUDA_OR_THROW(bce_with_logits_forward, return cuda::bce_with_logits_forward(logits, labels));
+}
+
+void bce_with_logits_forward(const Tensor& logits, const Tensor& labels, Tensor& loss) {
+  if (common_device("bce_with_logits_forward", {&logits, &labels, &loss}).is_cpu()) {
+    const double mean = cpu::bce_with_logits_forward(logits, labels);
+    check_shape(loss, {1}, "bce_with_logits_forward: loss");
+    loss.data<float>()[0] = static_cast<float>(mean);
+    return;
+  }
+  RF_CUDA_OR_THROW(bce_with_logits_forward, return cuda::bce_with_logits_forward_device(logits, labels, loss));
 }
 
 void bce_with_logits_backward(const Tensor& logits, const Tensor& labels, float scale, Tensor& grad) {

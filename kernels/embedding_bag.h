@@ -42,4 +42,10 @@ std::vector<SparseGrad> embedding_bags_backward(const std::vector<Tensor>& indic
                                                 const Tensor& grad_out, PoolMode mode,
                                                 const std::vector<int64_t>& num_rows);
 
+// The offset and index checks embedding_bags_forward makes (DataError naming the table, bag and position
+// of the first bad value), and nothing else; on a GPU one launch and one synchronisation. The CUDA graph
+// step checks its batches here before replaying, since the captured step cannot stop to look.
+void check_embedding_bags(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                          const std::vector<int64_t>& num_rows);
+
 }  // namespace rf

@@ -25,6 +25,9 @@ struct RowwiseAdagradArgs {
   float lr = 0.01f;
   float eps = 1e-8f;
   float weight_decay = 0.0f;  // L2 on touched rows (FBGEMM weight_decay_mode 1)
+  // When set, the kernels read the learning rate from this device float when they run instead of `lr`
+  // (a CUDA graph replays them with the rate of each step; see DeviceScalars in src/optim).
+  const float* device_lr = nullptr;
 };
 
 // table [rows, dim]; grad from embedding_bag_backward (rows unique). w[r] += -lr * g.
@@ -43,7 +46,8 @@ void embedding_bag_backward_rowwise_adagrad(const Tensor& indices, const Tensor&
 // grad_out [batch, T * dim], table t's gradient in columns [t * dim, (t + 1) * dim)): one sort of every
 // table's lookups, one synchronisation, one update launch per 32 tables. Tables one dtype and dim.
 void embedding_bags_backward_sgd(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
-                                 const Tensor& grad_out, PoolMode mode, const std::vector<Tensor*>& tables, float lr);
+                                 const Tensor& grad_out, PoolMode mode, const std::vector<Tensor*>& tables, float lr,
+                                 const float* device_lr = nullptr);  // as RowwiseAdagradArgs::device_lr
 void embedding_bags_backward_rowwise_adagrad(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                                              const Tensor& grad_out, PoolMode mode, const std::vector<Tensor*>& tables,
                                              const std::vector<Tensor*>& accs, const RowwiseAdagradArgs& args);
@@ -58,6 +62,10 @@ struct AdamArgs {
   bool decoupled = false;
   int64_t step = 0;
   float grad_scale = 1.0f;
+  // When set, the kernels read the per-step scalars (those that change with `step` and `lr`) from this
+  // device array when they run: step_scalars(args) of the step being run, written before each replay
+  // of a CUDA graph that recorded the launch. Unset: they are computed now and passed by value.
+  const float* device_scalars = nullptr;
 };
 // params, grads, exp_avg, exp_avg_sq: equal-length lists of fp32 tensors, element counts matching per
 // index. One launch per 48 tensors.
@@ -70,6 +78,7 @@ struct SgdArgs {
   float lr = 0.01f;
   double weight_decay = 0.0;
   float grad_scale = 1.0f;
+  const float* device_scalars = nullptr;  // as AdamArgs::device_scalars
 };
 void fused_sgd_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads, const SgdArgs& args);
 
@@ -79,9 +88,18 @@ struct AdagradArgs {
   double eps = 1e-10, weight_decay = 0.0, lr_decay = 0.0;
   int64_t step = 0;
   float grad_scale = 1.0f;
+  const float* device_scalars = nullptr;  // as AdamArgs::device_scalars
 };
 void fused_adagrad_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads,
                         const std::vector<Tensor*>& sums, const AdagradArgs& args);
+
+// The per-step scalars a launch with `device_scalars` set reads, in order (at most kMaxStepScalars):
+// Adam {-(lr / (1 - b1^t)), sqrt(1 - b2^t), 1 - lr * wd}; SGD {-lr}; Adagrad {-lr / (1 + (t - 1) lr_decay)}.
+// The same fp32 values the by-value launch computes, so both give the same bits.
+constexpr int kMaxStepScalars = 4;
+std::vector<float> step_scalars(const AdamArgs& args);
+std::vector<float> step_scalars(const SgdArgs& args);
+std::vector<float> step_scalars(const AdagradArgs& args);
 
 }  // namespace rf
 

@@ -84,7 +84,7 @@ class NcclCommunicator final : public Communicator {
     RF_CHECK_MPI(MPI_Comm_size(bootstrap, &size_));
     timeout_s_ = options.timeout_s;
     if (const char* env = std::getenv("RECFORGE_NCCL_TIMEOUT_S")) timeout_s_ = std::atof(env);
-    compute_ = options.compute_stream ? static_cast<cudaStream_t>(options.compute_stream) : cudaStreamLegacy;
+    compute_ = static_cast<cudaStream_t>(options.compute_stream ? options.compute_stream : device_compute_stream(device_));
     CudaDeviceGuard guard(device_);
     ncclUniqueId id;
     if (rank_ == 0) RF_CHECK_NCCL(ncclGetUniqueId(&id));

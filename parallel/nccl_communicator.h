@@ -12,8 +12,8 @@
 namespace rf {
 
 struct NcclOptions {
-  // The stream the caller's kernels run on (a cudaStream_t); null means the legacy default stream,
-  // where recforge's kernels run. Collectives wait for work already enqueued there (an event) and
+  // The stream the caller's kernels run on (a cudaStream_t); null means the device's compute stream
+  // (src/core/allocator.h), where recforge's kernels run. Collectives wait for work already enqueued there (an event) and
   // work enqueued there afterwards waits for them, so no device-wide synchronisation is needed.
   void* compute_stream = nullptr;
   // A collective that has not completed after this long (a dead or stuck peer), or an asynchronous

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On a lent GPU machine, from the repository root, with the bundle of scripts/gpu_bundle.sh: the CUDA
 # tests and the kernel benchmark (scripts/gpu_check.sh), the whole DLRM / DCNv2 step with the fused
-# embedding update on and off, and with --throughput the training throughput against PyTorch on the
+# embedding update on and off and in a CUDA graph, and with --throughput the training throughput against PyTorch on the
 # same GPU (bench/gpu_throughput.sh, about 3 minutes), and with --loader `recforge bench loader` on the
 # machine's cores (about 1 minute). Logs go to $OUT (the device tool's output folder) when set, else to
 # DIR/logs.
@@ -30,14 +30,15 @@ rm -f "$OUT"/*.xml "$OUT"/*.json "$OUT"/commit.txt
 # With a failing training test, measure the SparseGrad path only.
 extra=""
 grep -q "^\[  FAILED  \]" "$OUT/test_gpu_train.log" 2>/dev/null && extra="--train.fused_embedding_update=false"
-echo "== fused embedding update on / off (bf16, row-wise Adagrad)${extra:+, fused path skipped: a training test failed}"
+echo "== fused embedding update on / off, and on with the step in a CUDA graph (bf16, row-wise Adagrad)${extra:+, fused path skipped: a training test failed}"
 for c in "configs/dlrm_criteo_kaggle.ini 16384" "configs/dlrm_criteo_kaggle.ini 2048" "configs/dcnv2_criteo.ini 2048"; do
   read -r config batch <<<"$c"
-  for fused in true false; do
+  for mode in "true false" "false false" "true true"; do
+    read -r fused graph <<<"$mode"
     [[ -n "$extra" && $fused == true ]] && continue
     timeout 120 "$b/recforge" bench dlrm --config "$config" --train.device=cuda --train.precision=bf16 \
       --train.batch_size="$batch" --optimizer.sparse=rowwise_adagrad --bench.steps=30 --bench.warmup=5 \
-      --train.fused_embedding_update=$fused 2>&1 | tail -n 7
+      --train.fused_embedding_update=$fused --train.cuda_graph=$graph 2>&1 | tail -n 9
   done
 done > "$OUT/fused.log" 2>&1
 grep -E "^\{" "$OUT/fused.log"

@@ -35,6 +35,8 @@ void embedding_bags_forward(const std::vector<Tensor>& tables, const std::vector
 std::vector<SparseGrad> embedding_bags_backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                                                 const Tensor& grad_out, PoolMode mode,
                                                 const std::vector<int64_t>& num_rows);
+void check_bags(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                const std::vector<int64_t>& num_rows);
 
 void interaction_forward(const Tensor& dense, const Tensor& emb, bool self_interaction, Tensor& out);
 void interaction_backward(const Tensor& dense, const Tensor& emb, const Tensor& grad_out, bool self_interaction,

@@ -194,4 +194,15 @@ std::vector<SparseGrad> embedding_bags_backward(const std::vector<Tensor>& indic
   return grads;
 }
 
+void check_bags(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                const std::vector<int64_t>& num_rows) {
+  RF_CHECK(indices.size() == offsets.size() && indices.size() == num_rows.size(), "check_embedding_bags: ",
+           indices.size(), " index tensors, ", offsets.size(), " offset tensors, ", num_rows.size(), " tables");
+  for (size_t t = 0; t < indices.size(); ++t) {
+    const std::string op = "embedding_bags_forward (table " + std::to_string(t) + ")";
+    const int64_t batch = checks::embedding_bags(op.c_str(), indices[t], offsets[t], check_offsets);
+    check_indices(op.c_str(), indices[t].data<int64_t>(), offsets[t].data<int64_t>(), batch, num_rows[t]);
+  }
+}
+
 }  // namespace rf::cpu

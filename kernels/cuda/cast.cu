@@ -1,11 +1,11 @@
 // CUDA conversions between fp32, fp16 and bf16. The kernels call the same RF_HOST_DEVICE scalar
 // functions of src/core/dtype.h as the CPU cast, so both backends round identically (nearest even,
-// NaN kept quiet), bit for bit. Launched on the legacy default stream, which orders them with the
-// allocator's cudaMemset/cudaMemcpy calls.
+// NaN kept quiet), bit for bit. Queued on the device's compute stream like every other op.
 #include <cuda_runtime.h>
 
 #include <cstring>
 
+#include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/validate.h"
 #include "src/core/dtype.h"
@@ -13,18 +13,8 @@
 namespace rf::cuda {
 namespace {
 
-__device__ inline float load_f32(float v) { return v; }
-__device__ inline float load_f32(bf16 v) { return to_f32(v); }
-__device__ inline float load_f32(f16 v) { return to_f32(v); }
-
-template <class T>
-__device__ inline T store_as(float v);
-template <>
-__device__ inline float store_as<float>(float v) { return v; }
-template <>
-__device__ inline bf16 store_as<bf16>(float v) { return to_bf16(v); }
-template <>
-__device__ inline f16 store_as<f16>(float v) { return to_f16(v); }
+using detail::load_f32;
+using detail::store_as;
 
 template <class S, class D>
 __global__ void cast_kernel(const S* __restrict__ src, D* __restrict__ dst, int64_t n) {
@@ -37,11 +27,10 @@ template <class S, class D>
 void launch(const Tensor& src, Tensor& dst) {
   const int64_t n = src.numel();
   constexpr int kThreads = 256;
-  // Grid-stride loop: cap the grid so huge tensors reuse threads instead of overflowing gridDim.x.
-  const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, 65535 * 8);
-  cast_kernel<S, D><<<static_cast<unsigned>(blocks), kThreads>>>(static_cast<const S*>(src.raw()),
-                                                                  static_cast<D*>(dst.raw()), n);
-  RF_CHECK_CUDA(cudaGetLastError());
+  // Grid-stride loop: the grid is capped so huge tensors reuse threads instead of overflowing gridDim.x.
+  cast_kernel<S, D><<<detail::grid_for(n, kThreads), kThreads, 0, detail::stream()>>>(
+      static_cast<const S*>(src.raw()), static_cast<D*>(dst.raw()), n);
+  detail::check_launch();
 }
 
 template <class S>
@@ -54,19 +43,6 @@ void launch_from(const Tensor& src, Tensor& dst) {
   }
 }
 
-// Makes the tensors' device current for the launch and restores the caller's afterwards.
-class DeviceScope {
- public:
-  explicit DeviceScope(int device) {
-    RF_CHECK_CUDA(cudaGetDevice(&previous_));
-    if (previous_ != device) RF_CHECK_CUDA(cudaSetDevice(device));
-  }
-  ~DeviceScope() { cudaSetDevice(previous_); }
-
- private:
-  int previous_ = 0;
-};
-
 }  // namespace
 
 void cast(const Tensor& src, Tensor& dst) {
@@ -74,10 +50,10 @@ void cast(const Tensor& src, Tensor& dst) {
   RF_CHECK(src.device().is_cuda() && dst.device() == src.device(), "cuda::cast: tensors on ", src.device().str(),
            " and ", dst.device().str());
   if (src.numel() == 0) return;
-  DeviceScope scope(src.device().index);
+  detail::DeviceScope scope(src.device().index);
   if (src.dtype() == dst.dtype()) {
     if (src.raw() != dst.raw())
-      RF_CHECK_CUDA(cudaMemcpy(dst.raw(), src.raw(), src.nbytes(), cudaMemcpyDeviceToDevice));
+      RF_CHECK_CUDA(cudaMemcpyAsync(dst.raw(), src.raw(), src.nbytes(), cudaMemcpyDeviceToDevice, detail::stream()));
     return;
   }
   switch (src.dtype()) {

@@ -56,6 +56,13 @@ std::mutex g_mutex;
 DeviceLt g_devices[kMaxDevices];
 std::map<Key, Cached> g_algos;
 
+// The current device's compute stream (src/core/allocator.h), where every recforge op is queued.
+cudaStream_t compute_stream() {
+  int device = 0;
+  RF_CHECK_CUDA(cudaGetDevice(&device));
+  return static_cast<cudaStream_t>(device_compute_stream(device));
+}
+
 DeviceLt& device_lt(int device) {
   RF_CHECK(device >= 0 && device < kMaxDevices, "cuBLASLt: device index ", device, " out of range");
   DeviceLt& d = g_devices[device];
@@ -160,7 +167,7 @@ bool run(const GemmArgs& g, bool fused) {
   if (!cached.found) return false;
   const float alpha = 1.0f, beta = g.beta;
   const cublasStatus_t st = cublasLtMatmul(lt.handle, desc.h, &alpha, g.b, la.h, g.a, lb.h, &beta, g.d, ld.h, g.d,
-                                           ld.h, &cached.algo, lt.workspace, kWorkspaceBytes, /*stream=*/0);
+                                           ld.h, &cached.algo, lt.workspace, kWorkspaceBytes, compute_stream());
   if (st == CUBLAS_STATUS_NOT_SUPPORTED && fused) return false;
   if (st != CUBLAS_STATUS_SUCCESS)
     throw_backend_error("cuBLASLt", static_cast<long>(st), cublasLtGetStatusString(st) + (" on " + describe(g)),
@@ -181,7 +188,7 @@ bool gemm(const GemmArgs& g) {
     RF_CHECK(g.beta == 0.0f || g.beta == 1.0f, "cuBLASLt GEMM: k == 0 with beta ", g.beta);
     if (g.beta == 0.0f) {
       RF_CHECK(g.ldd == g.n, "cuBLASLt GEMM: k == 0 needs a dense D");
-      RF_CHECK_CUDA(cudaMemsetAsync(g.d, 0, static_cast<size_t>(g.m * g.n) * dtype_size(g.d_type), 0));
+      RF_CHECK_CUDA(cudaMemsetAsync(g.d, 0, static_cast<size_t>(g.m * g.n) * dtype_size(g.d_type), compute_stream()));
     }
     return g.bias == nullptr && !g.relu;  // the caller's fallback adds bias/ReLU to the zeros
   }

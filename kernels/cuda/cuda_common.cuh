@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "src/core/allocator.h"
 #include "src/core/dtype.h"
 #include "src/core/tensor.h"
 
@@ -44,9 +45,14 @@ class DeviceScope {
   int previous_ = 0;
 };
 
-// Every recforge kernel runs on the legacy default stream: it orders them with the allocator's
-// cudaMemset/cudaMemcpy and with cuBLASLt calls made on stream 0, so freed blocks are reused safely.
-inline cudaStream_t stream() { return 0; }
+// Every recforge kernel, memset, copy, cub and cuBLASLt call runs on the current device's compute stream
+// (src/core/allocator.h), the stream the allocator's copies and memsets use too, so freed blocks are
+// reused in order and a training step can be captured into a CUDA graph.
+inline cudaStream_t stream() {
+  int device = 0;
+  RF_CHECK_CUDA(cudaGetDevice(&device));
+  return static_cast<cudaStream_t>(device_compute_stream(device));
+}
 
 // Grid for a grid-stride loop over n elements, capped so that huge tensors reuse threads.
 inline unsigned grid_for(int64_t n, int threads, int64_t cap = 65535 * 8) {

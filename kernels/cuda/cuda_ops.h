@@ -1,7 +1,7 @@
 // CUDA implementations of the ops in kernels/<op>.h (namespace rf::cuda), for tensors on a CUDA
 // device. Only built when RECFORGE_WITH_CUDA; kernels/dispatch.cc routes to these. Same arguments and
 // semantics as the public declarations, plus a few device-only extras (fused ReLU epilogue, TF32,
-// bounds checks). Every kernel runs on the legacy default stream (see cuda_common.cuh), so calls are
+// bounds checks). Every kernel runs on the device's compute stream (see cuda_common.cuh), so calls are
 // ordered with each other and with the caching allocator; none of them synchronises the device except
 // where a result size or a validation error must reach the host (noted per op).
 #pragma once
@@ -79,6 +79,11 @@ void embedding_bags_forward(const std::vector<Tensor>& tables, const std::vector
 std::vector<SparseGrad> embedding_bags_backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                                                 const Tensor& grad_out, PoolMode mode,
                                                 const std::vector<int64_t>& num_rows);
+
+// The index and offset checks of embedding_bags_forward on device tensors (one launch, one
+// synchronisation), without pooling anything.
+void check_embedding_bags(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                          const std::vector<int64_t>& num_rows);
 
 // ---- interaction, cross, loss ----------------------------------------------------------------------
 void interaction_forward(const Tensor& dense, const Tensor& emb, bool self_interaction, Tensor& out);

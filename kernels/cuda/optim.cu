@@ -100,11 +100,20 @@ struct RowRange {
   }
 };
 
+// A learning rate passed by value, or read when the kernel runs from device memory (`dev`: a CUDA graph's
+// per-step scalar, written before each replay).
+struct Lr {
+  float value = 0.0f;
+  const float* dev = nullptr;
+  __device__ float get() const { return dev ? *dev : value; }
+};
+
 // Touched rows of `range`, one lane group each.
 template <class T, int V, class Dst, class Src>
 __global__ void __launch_bounds__(kThreads) sparse_sgd_kernel(const __grid_constant__ Dst dst, RowRange range,
-                                                              int64_t dim, int lanes, float neg_lr,
+                                                              int64_t dim, int lanes, Lr lr,
                                                               const __grid_constant__ Src src) {
+  const float neg_lr = -lr.get();
   int64_t u_begin, u_end;
   range.get(u_begin, u_end);
   const int lane = threadIdx.x % lanes;
@@ -128,7 +137,7 @@ __global__ void __launch_bounds__(kThreads) sparse_sgd_kernel(const __grid_const
 // C: pieces a lane keeps (1, 2 or 4; cached_pieces()), so a short row does not hold registers for four.
 template <class T, int V, int C, class Dst, class Src>
 __global__ void __launch_bounds__(kThreads) rowwise_adagrad_kernel(const __grid_constant__ Dst dst, RowRange range,
-                                                                   int64_t dim, int lanes, float lr, float eps,
+                                                                   int64_t dim, int lanes, Lr step_lr, float eps,
                                                                    float wd, const __grid_constant__ Src src) {
   int64_t u_begin, u_end;
   range.get(u_begin, u_end);
@@ -176,7 +185,7 @@ __global__ void __launch_bounds__(kThreads) rowwise_adagrad_kernel(const __grid_
   // FBGEMM divides the row's sum of squares by D (not a multiply by 1/D).
   const float new_acc = old_acc + sum_sq / static_cast<float>(dim);
   if (lane == 0) *acc = new_acc;
-  const float multiplier = lr / (sqrtf(new_acc) + eps);
+  const float multiplier = step_lr.get() / (sqrtf(new_acc) + eps);
   const float correction = decay ? 1.0f - multiplier * wd : 1.0f;
 #pragma unroll
   for (int c = 0; c < C; ++c) {
@@ -332,14 +341,20 @@ struct TensorList {
   int count;
 };
 
+// The per-step scalars (those that change with the step or the learning rate) come first; `step_dev`,
+// when set, holds them in device memory, read when the kernel runs (a CUDA graph's launches).
 struct AdamConsts {
-  float neg_step_size, bc2_sqrt, b1, one_minus_b1, b2, one_minus_b2, eps, wd, decay_factor, grad_scale;
+  float neg_step_size, bc2_sqrt, decay_factor;
+  float b1, one_minus_b1, b2, one_minus_b2, eps, wd, grad_scale;
   bool l2, decoupled;
+  const float* step_dev;
 };
 
 struct AdagradConsts {
-  float clr_neg, wd, eps, grad_scale;
+  float clr_neg;
+  float wd, eps, grad_scale;
   bool decay;
+  const float* step_dev;
 };
 
 __device__ __forceinline__ int find_tensor(const TensorList& l) {
@@ -359,18 +374,21 @@ __global__ void __launch_bounds__(kThreads) adam_kernel(TensorList l, AdamConsts
   const float* g = l.p[1][t];
   float* m = l.p[2][t];
   float* v = l.p[3][t];
+  const float neg_step_size = c.step_dev ? c.step_dev[0] : c.neg_step_size;
+  const float bc2_sqrt = c.step_dev ? c.step_dev[1] : c.bc2_sqrt;
+  const float decay_factor = c.step_dev ? c.step_dev[2] : c.decay_factor;
   const int64_t end = min(base + kChunk, l.n[t]);
   for (int64_t i = base + threadIdx.x; i < end; i += blockDim.x) {
     float wi = w[i];
     float gi = g[i] * c.grad_scale;
     if (c.l2) gi = fmaf(c.wd, wi, gi);
-    if (c.decoupled) wi = wi * c.decay_factor;
+    if (c.decoupled) wi = wi * decay_factor;
     const float mi = fmaf(c.one_minus_b1, gi, m[i] * c.b1);
     const float vi = fmaf(c.one_minus_b2 * gi, gi, v[i] * c.b2);
     m[i] = mi;
     v[i] = vi;
-    const float denom = sqrtf(vi) / c.bc2_sqrt + c.eps;
-    w[i] = wi + (c.neg_step_size * mi) / denom;
+    const float denom = sqrtf(vi) / bc2_sqrt + c.eps;
+    w[i] = wi + (neg_step_size * mi) / denom;
   }
 }
 
@@ -380,6 +398,7 @@ __global__ void __launch_bounds__(kThreads) adagrad_kernel(TensorList l, Adagrad
   float* w = l.p[0][t];
   const float* g = l.p[1][t];
   float* sum = l.p[2][t];
+  const float clr_neg = c.step_dev ? c.step_dev[0] : c.clr_neg;
   const int64_t end = min(base + kChunk, l.n[t]);
   for (int64_t i = base + threadIdx.x; i < end; i += blockDim.x) {
     const float wi = w[i];
@@ -388,13 +407,15 @@ __global__ void __launch_bounds__(kThreads) adagrad_kernel(TensorList l, Adagrad
     const float s = fmaf(gi, gi, sum[i]);
     sum[i] = s;
     const float std_ = sqrtf(s) + c.eps;
-    w[i] = wi + (c.clr_neg * gi) / std_;
+    w[i] = wi + (clr_neg * gi) / std_;
   }
 }
 
 struct SgdConsts {
-  float neg_lr, wd, grad_scale;
+  float neg_lr;
+  float wd, grad_scale;
   bool decay;
+  const float* step_dev;
 };
 
 __global__ void __launch_bounds__(kThreads) sgd_kernel(TensorList l, SgdConsts c) {
@@ -402,12 +423,13 @@ __global__ void __launch_bounds__(kThreads) sgd_kernel(TensorList l, SgdConsts c
   const int64_t base = static_cast<int64_t>(blockIdx.x - l.block_start[t]) * kChunk;
   float* w = l.p[0][t];
   const float* g = l.p[1][t];
+  const float neg_lr = c.step_dev ? c.step_dev[0] : c.neg_lr;
   const int64_t end = min(base + kChunk, l.n[t]);
   for (int64_t i = base + threadIdx.x; i < end; i += blockDim.x) {
     const float wi = w[i];
     float gi = g[i] * c.grad_scale;
     if (c.decay) gi = fmaf(c.wd, wi, gi);
-    w[i] = fmaf(c.neg_lr, gi, wi);
+    w[i] = fmaf(neg_lr, gi, wi);
   }
 }
 
@@ -478,7 +500,7 @@ void sparse_sgd_update(Tensor& table, const SparseGrad& grad, float lr) {
   update_from_values(table, nullptr, grad,
                      [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src, RowRange range) {
                        sparse_sgd_kernel<decltype(tag), decltype(v)::value>
-                           <<<grid, kThreads, 0, cuda::detail::stream()>>>(dst, range, table.size(1), lanes, -lr, src);
+                           <<<grid, kThreads, 0, cuda::detail::stream()>>>(dst, range, table.size(1), lanes, Lr{lr}, src);
                      });
 }
 
@@ -493,18 +515,20 @@ void sparse_rowwise_adagrad_update(Tensor& table, Tensor& acc, const SparseGrad&
                      [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src, RowRange range) {
                        cached_pieces(table.size(1), lanes, decltype(v)::value, [&](auto c) {
                          rowwise_adagrad_kernel<decltype(tag), decltype(v)::value, decltype(c)::value>
-                             <<<grid, kThreads, 0, cuda::detail::stream()>>>(dst, range, table.size(1), lanes, args.lr,
-                                                                             args.eps, args.weight_decay, src);
+                             <<<grid, kThreads, 0, cuda::detail::stream()>>>(dst, range, table.size(1), lanes,
+                                                                             Lr{args.lr, args.device_lr}, args.eps,
+                                                                             args.weight_decay, src);
                        });
                      });
 }
 
 void embedding_bags_backward_sgd(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
-                                 const Tensor& grad_out, PoolMode mode, const std::vector<Tensor*>& tables, float lr) {
+                                 const Tensor& grad_out, PoolMode mode, const std::vector<Tensor*>& tables, float lr,
+                                 const float* device_lr) {
   update_from_bags("embedding_bags_backward_sgd", indices, offsets, grad_out, mode, tables, {},
                    [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src, RowRange range) {
                      sparse_sgd_kernel<decltype(tag), decltype(v)::value><<<grid, kThreads, 0, cuda::detail::stream()>>>(
-                         dst, range, dst.dim, lanes, -lr, src);
+                         dst, range, dst.dim, lanes, Lr{lr, device_lr}, src);
                    });
 }
 
@@ -517,8 +541,9 @@ void embedding_bags_backward_rowwise_adagrad(const std::vector<Tensor>& indices,
                    [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src, RowRange range) {
                      cached_pieces(dst.dim, lanes, decltype(v)::value, [&](auto c) {
                        rowwise_adagrad_kernel<decltype(tag), decltype(v)::value, decltype(c)::value>
-                           <<<grid, kThreads, 0, cuda::detail::stream()>>>(dst, range, dst.dim, lanes, args.lr,
-                                                                           args.eps, args.weight_decay, src);
+                           <<<grid, kThreads, 0, cuda::detail::stream()>>>(dst, range, dst.dim, lanes,
+                                                                           Lr{args.lr, args.device_lr}, args.eps,
+                                                                           args.weight_decay, src);
                      });
                    });
 }
@@ -534,10 +559,10 @@ void embedding_bag_backward_rowwise_adagrad(const Tensor& indices, const Tensor&
   embedding_bags_backward_rowwise_adagrad({indices}, {offsets}, grad_out, mode, {&table}, {&acc}, args);
 }
 
-void fused_adam_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads,
-                     const std::vector<Tensor*>& exp_avg, const std::vector<Tensor*>& exp_avg_sq,
-                     const AdamArgs& a) {
-  // Scalars exactly as src/optim's Adam: double arithmetic rounded to fp32 once.
+namespace {
+
+// Scalars exactly as src/optim's optimizers: double arithmetic rounded to fp32 once.
+AdamConsts adam_consts(const AdamArgs& a) {
   const double t = static_cast<double>(a.step + 1);
   const double lr_d = static_cast<double>(a.lr);
   const double bias_correction1 = 1.0 - std::pow(a.beta1, t);
@@ -545,35 +570,31 @@ void fused_adam_step(const std::vector<Tensor*>& params, const std::vector<const
   AdamConsts c{};
   c.neg_step_size = static_cast<float>(-(lr_d / bias_correction1));
   c.bc2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+  c.decay_factor = static_cast<float>(1.0 - lr_d * a.weight_decay);
   c.b1 = static_cast<float>(a.beta1);
   c.one_minus_b1 = static_cast<float>(1.0 - a.beta1);
   c.b2 = static_cast<float>(a.beta2);
   c.one_minus_b2 = static_cast<float>(1.0 - a.beta2);
   c.eps = static_cast<float>(a.eps);
   c.wd = static_cast<float>(a.weight_decay);
-  c.decay_factor = static_cast<float>(1.0 - lr_d * a.weight_decay);
   c.grad_scale = a.grad_scale;
   c.l2 = !a.decoupled && a.weight_decay != 0.0;
   c.decoupled = a.decoupled && a.weight_decay != 0.0;
-  multi_tensor("fused_adam_step", {as_const(params), grads, as_const(exp_avg), as_const(exp_avg_sq)},
-               [&](const TensorList& l, unsigned blocks) {
-                 adam_kernel<<<blocks, kThreads, 0, cuda::detail::stream()>>>(l, c);
-               });
+  c.step_dev = a.device_scalars;
+  return c;
 }
 
-void fused_sgd_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads, const SgdArgs& a) {
+SgdConsts sgd_consts(const SgdArgs& a) {
   SgdConsts c{};
   c.neg_lr = -a.lr;
   c.wd = static_cast<float>(a.weight_decay);
   c.grad_scale = a.grad_scale;
   c.decay = a.weight_decay != 0.0;
-  multi_tensor("fused_sgd_step", {as_const(params), grads}, [&](const TensorList& l, unsigned blocks) {
-    sgd_kernel<<<blocks, kThreads, 0, cuda::detail::stream()>>>(l, c);
-  });
+  c.step_dev = a.device_scalars;
+  return c;
 }
 
-void fused_adagrad_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads,
-                        const std::vector<Tensor*>& sums, const AdagradArgs& a) {
+AdagradConsts adagrad_consts(const AdagradArgs& a) {
   const double t = static_cast<double>(a.step + 1);
   AdagradConsts c{};
   c.clr_neg = static_cast<float>(-(static_cast<double>(a.lr) / (1.0 + (t - 1.0) * a.lr_decay)));
@@ -581,6 +602,39 @@ void fused_adagrad_step(const std::vector<Tensor*>& params, const std::vector<co
   c.eps = static_cast<float>(a.eps);
   c.grad_scale = a.grad_scale;
   c.decay = a.weight_decay != 0.0;
+  c.step_dev = a.device_scalars;
+  return c;
+}
+
+}  // namespace
+
+std::vector<float> step_scalars(const AdamArgs& a) {
+  const AdamConsts c = adam_consts(a);
+  return {c.neg_step_size, c.bc2_sqrt, c.decay_factor};
+}
+std::vector<float> step_scalars(const SgdArgs& a) { return {sgd_consts(a).neg_lr}; }
+std::vector<float> step_scalars(const AdagradArgs& a) { return {adagrad_consts(a).clr_neg}; }
+
+void fused_adam_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads,
+                     const std::vector<Tensor*>& exp_avg, const std::vector<Tensor*>& exp_avg_sq,
+                     const AdamArgs& a) {
+  const AdamConsts c = adam_consts(a);
+  multi_tensor("fused_adam_step", {as_const(params), grads, as_const(exp_avg), as_const(exp_avg_sq)},
+               [&](const TensorList& l, unsigned blocks) {
+                 adam_kernel<<<blocks, kThreads, 0, cuda::detail::stream()>>>(l, c);
+               });
+}
+
+void fused_sgd_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads, const SgdArgs& a) {
+  const SgdConsts c = sgd_consts(a);
+  multi_tensor("fused_sgd_step", {as_const(params), grads}, [&](const TensorList& l, unsigned blocks) {
+    sgd_kernel<<<blocks, kThreads, 0, cuda::detail::stream()>>>(l, c);
+  });
+}
+
+void fused_adagrad_step(const std::vector<Tensor*>& params, const std::vector<const Tensor*>& grads,
+                        const std::vector<Tensor*>& sums, const AdagradArgs& a) {
+  const AdagradConsts c = adagrad_consts(a);
   multi_tensor("fused_adagrad_step", {as_const(params), grads, as_const(sums)},
                [&](const TensorList& l, unsigned blocks) {
                  adagrad_kernel<<<blocks, kThreads, 0, cuda::detail::stream()>>>(l, c);

@@ -58,6 +58,7 @@ const std::vector<ConfigKey> kSchema = {
   {"train.precision",               choice_key("fp32|bf16|fp16"),      "fp32",            "compute dtype; master weights stay fp32"},
   {"train.device",                  string_key(),                      "cpu",             "where the model and the step run: cpu, cuda or cuda:<index>"},
   {"train.fused_embedding_update",  bool_key(),                        "true",            "on one GPU without fp16 loss scaling: update the embedding tables inside the backward (one fused pass) instead of through stored sparse gradients"},
+  {"train.cuda_graph",              bool_key(),                        "false",           "on one GPU with the fused embedding update: capture the step once (after one eager step) into a CUDA graph and replay it for every batch of the same shapes; batches are validated on the host"},
   {"train.metrics_file",            string_key(),                      "",                "append one JSON line of metrics per log step here (empty = out_dir/metrics.jsonl)"},
   {"train.out_dir",                 string_key(),                      "runs/latest",     "directory for metrics, exports and the effective config"},
   // ---- [optimizer] ----

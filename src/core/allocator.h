@@ -13,10 +13,29 @@ struct Device;
 int cuda_device_count();
 bool cuda_available();
 
+// The device's compute stream (a cudaStream_t, created on first use and kept for the process): every
+// recforge kernel, memset and copy on that device is queued on it, which is what makes the cache's
+// reuse of freed blocks safe and lets a CUDA graph capture a training step (the legacy default stream
+// cannot be captured). It is a blocking stream: work other libraries queue on the legacy default
+// stream still runs in order with it. Throws BackendError without CUDA.
+void* device_compute_stream(int device);
+
 void* device_allocate(size_t bytes, int device);
 // Returns the block to the cache. Blocks are reused in stream order: every recforge kernel on a device
 // runs on the device's compute stream or synchronises with it before memory is freed.
 void device_free(void* ptr, int device);
+
+// Private pools for CUDA graphs (src/core/cuda_graph.h). A captured graph replays with the addresses it
+// was recorded with, so no block it may touch can go to other work while the graph lives: a new pool
+// adopts every block live at its creation (freed later, those come back to the pool, not the cache);
+// while it is routed (device_pool_route), every allocation on the device comes from it, or from the
+// cache or the driver into it, and every block freed goes to it, wherever that block came from. Its
+// blocks are only ever reused by captures into the same pool. Releasing the last live pool hands its
+// free blocks to the cache, and its blocks still held by tensors go there when those are freed; while
+// other pools live, they go to the newest of them instead (its graph may use them too).
+int device_pool_create(int device);              // a new pool id (> 0)
+void device_pool_route(int device, int pool);    // 0: back to the shared cache
+void device_pool_release(int device, int pool);
 void device_memset_zero(void* ptr, size_t bytes, int device);
 // Hands every cached, unused block back to the driver.
 void device_empty_cache();
@@ -29,6 +48,7 @@ struct DeviceAllocatorStats {
   size_t peak_bytes_in_use = 0;
   uint64_t driver_allocs = 0;  // cudaMalloc calls
   uint64_t cache_hits = 0;     // allocations served from the cache
+  size_t bytes_in_pools = 0;   // free blocks reserved for CUDA graphs' private pools
 };
 DeviceAllocatorStats device_allocator_stats(int device);
 

@@ -14,6 +14,10 @@ bool cuda_available() { return false; }
 size_t device_block_size(size_t bytes) { return bytes; }
 void* device_allocate(size_t, int) { no_cuda(); return nullptr; }
 void device_free(void*, int) {}
+void* device_compute_stream(int) { no_cuda(); return nullptr; }
+int device_pool_create(int) { no_cuda(); return 0; }
+void device_pool_route(int, int) {}
+void device_pool_release(int, int) {}
 void device_memset_zero(void*, size_t, int) { no_cuda(); }
 void device_empty_cache() {}
 void device_synchronize(int) {}

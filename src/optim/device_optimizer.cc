@@ -21,6 +21,44 @@ void check_device_param(const Parameter& p, const char* op) {
 
 enum class DenseKind { kSgd, kAdagrad, kAdam, kAdamW };
 
+// The per-step scalars of one optimizer's launches in device memory (Optimizer::set_scalars_on_device):
+// written by prepare_step() with a copy queued on the compute stream, so a step's launches read the
+// values of that step, replayed or not. The array is allocated when switched on (or when the first
+// parameter shows its device), never inside a step: a capture would record its allocation's memset.
+class DeviceScalars {
+ public:
+  void set_on(bool on) {
+    on_ = on;
+    allocate();
+  }
+  void note_device(Device d) {
+    if (!device_.is_cuda()) device_ = d;
+    allocate();
+  }
+  // The device array the launches read; nullptr while the scalars go by value.
+  const float* get() const {
+    if (!on_) return nullptr;
+    RF_CHECK(values_.defined(), "device optimizer: per-step scalars on the device before any parameter was seen");
+    return values_.data<float>();
+  }
+  void write(const std::vector<float>& v) {
+    if (!on_) return;
+    RF_CHECK(v.size() <= static_cast<size_t>(kMaxStepScalars), "device optimizer: ", v.size(), " step scalars");
+    get();
+    Tensor host = Tensor::from_vector(v, {static_cast<int64_t>(v.size())});
+    values_.slice_rows(0, static_cast<int64_t>(v.size())).copy_from(host);  // staged: `host` may go now
+  }
+
+ private:
+  void allocate() {
+    if (on_ && device_.is_cuda() && !values_.defined())
+      values_ = Tensor::zeros({kMaxStepScalars}, DType::kF32, device_);
+  }
+  bool on_ = false;
+  Device device_ = Device::cpu();
+  Tensor values_;
+};
+
 class DeviceDense : public Optimizer {
  public:
   DeviceDense(DenseKind kind, const OptimizerHyperparams& hp) : kind_(kind), hp_(hp) {}
@@ -36,9 +74,22 @@ class DeviceDense : public Optimizer {
   bool is_sparse() const override { return false; }
 
   void init_state(const ParameterList& params) override {
-    for (Parameter* p : params) state_for(*p);
+    for (Parameter* p : params) {
+      state_for(*p);
+      scalars_.note_device(p->value.device());
+    }
   }
   std::vector<std::pair<std::string, Tensor*>> state() override { return state_.named(); }
+
+  void set_scalars_on_device(bool on) override { scalars_.set_on(on); }
+  void prepare_step(int64_t step, float lr) override {
+    switch (kind_) {
+      case DenseKind::kSgd: return scalars_.write(step_scalars(sgd_args(lr)));
+      case DenseKind::kAdagrad: return scalars_.write(step_scalars(adagrad_args(step, lr)));
+      case DenseKind::kAdam:
+      case DenseKind::kAdamW: return scalars_.write(step_scalars(adam_args(step, lr)));
+    }
+  }
 
   void step(const ParameterList& params, int64_t step, float lr) override {
     std::vector<Tensor*> w, s1, s2;
@@ -53,34 +104,24 @@ class DeviceDense : public Optimizer {
       if (b) s2.push_back(b);
     }
     if (w.empty()) return;
+    scalars_.note_device(w[0]->device());
     switch (kind_) {
       case DenseKind::kSgd: {
-        SgdArgs a;
-        a.lr = lr;
-        a.weight_decay = hp_.weight_decay;
+        SgdArgs a = sgd_args(lr);
+        a.device_scalars = scalars_.get();
         fused_sgd_step(w, g, a);
         break;
       }
       case DenseKind::kAdagrad: {
-        AdagradArgs a;
-        a.lr = lr;
-        a.eps = eps_or(1e-10);
-        a.weight_decay = hp_.weight_decay;
-        a.lr_decay = hp_.lr_decay;
-        a.step = step;
+        AdagradArgs a = adagrad_args(step, lr);
+        a.device_scalars = scalars_.get();
         fused_adagrad_step(w, g, s1, a);
         break;
       }
       case DenseKind::kAdam:
       case DenseKind::kAdamW: {
-        AdamArgs a;
-        a.lr = lr;
-        a.beta1 = hp_.beta1;
-        a.beta2 = hp_.beta2;
-        a.eps = eps_or(1e-8);
-        a.weight_decay = hp_.weight_decay;
-        a.decoupled = kind_ == DenseKind::kAdamW;
-        a.step = step;
+        AdamArgs a = adam_args(step, lr);
+        a.device_scalars = scalars_.get();
         fused_adam_step(w, g, s1, s2, a);
         break;
       }
@@ -88,6 +129,33 @@ class DeviceDense : public Optimizer {
   }
 
  private:
+  SgdArgs sgd_args(float lr) const {
+    SgdArgs a;
+    a.lr = lr;
+    a.weight_decay = hp_.weight_decay;
+    return a;
+  }
+  AdagradArgs adagrad_args(int64_t step, float lr) const {
+    AdagradArgs a;
+    a.lr = lr;
+    a.eps = eps_or(1e-10);
+    a.weight_decay = hp_.weight_decay;
+    a.lr_decay = hp_.lr_decay;
+    a.step = step;
+    return a;
+  }
+  AdamArgs adam_args(int64_t step, float lr) const {
+    AdamArgs a;
+    a.lr = lr;
+    a.beta1 = hp_.beta1;
+    a.beta2 = hp_.beta2;
+    a.eps = eps_or(1e-8);
+    a.weight_decay = hp_.weight_decay;
+    a.decoupled = kind_ == DenseKind::kAdamW;
+    a.step = step;
+    return a;
+  }
+
   double eps_or(double d) const { return hp_.eps < 0.0 ? d : hp_.eps; }
   // The state tensors of one parameter, created as the CPU optimizers create them.
   std::pair<Tensor*, Tensor*> state_for(const Parameter& p) {
@@ -105,6 +173,7 @@ class DeviceDense : public Optimizer {
   DenseKind kind_;
   OptimizerHyperparams hp_;
   OptimizerState state_;
+  DeviceScalars scalars_;
 };
 
 class DeviceSparse : public Optimizer {
@@ -113,9 +182,13 @@ class DeviceSparse : public Optimizer {
   const char* name() const override { return adagrad_ ? "rowwise_adagrad" : "sgd"; }
   bool is_sparse() const override { return true; }
   void init_state(const ParameterList& params) override {
-    if (adagrad_)
-      for (Parameter* p : params) acc(*p);
+    for (Parameter* p : params) {
+      if (adagrad_) acc(*p);
+      scalars_.note_device(p->value.device());
+    }
   }
+  void set_scalars_on_device(bool on) override { scalars_.set_on(on); }
+  void prepare_step(int64_t, float lr) override { scalars_.write({lr}); }
   std::vector<std::pair<std::string, Tensor*>> state() override { return state_.named(); }
 
   bool fused_embedding_update(const ParameterList& tables, const std::vector<Tensor>& indices,
@@ -128,8 +201,10 @@ class DeviceSparse : public Optimizer {
       values.push_back(&p->value);
       if (adagrad_) accs.push_back(&acc(*p));
     }
+    if (values.empty()) return true;
+    scalars_.note_device(values[0]->device());
     if (!adagrad_) {
-      embedding_bags_backward_sgd(indices, offsets, grad_pooled, mode, values, lr);
+      embedding_bags_backward_sgd(indices, offsets, grad_pooled, mode, values, lr, scalars_.get());
     } else {
       embedding_bags_backward_rowwise_adagrad(indices, offsets, grad_pooled, mode, values, accs, args(lr));
     }
@@ -158,6 +233,7 @@ class DeviceSparse : public Optimizer {
     a.lr = lr;
     a.eps = static_cast<float>(hp_.sparse_eps < 0.0 ? 1e-8 : hp_.sparse_eps);
     a.weight_decay = static_cast<float>(hp_.sparse_weight_decay);
+    a.device_lr = scalars_.get();
     return a;
   }
   Tensor& acc(const Parameter& p) {
@@ -166,6 +242,7 @@ class DeviceSparse : public Optimizer {
   bool adagrad_;
   OptimizerHyperparams hp_;
   OptimizerState state_;
+  DeviceScalars scalars_;
 };
 
 }  // namespace

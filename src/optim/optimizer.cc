@@ -285,6 +285,16 @@ void ParamGroupOptimizer::step(const ParameterList& params, int64_t step, float 
   if (!sparse.empty()) sparse_->step(sparse, step, sparse_lr);
 }
 
+void ParamGroupOptimizer::set_scalars_on_device(bool on) {
+  dense_->set_scalars_on_device(on);
+  sparse_->set_scalars_on_device(on);
+}
+
+void ParamGroupOptimizer::prepare_step(int64_t step, double lr_scale) {
+  dense_->prepare_step(step, static_cast<float>(dense_lr_ * lr_scale));
+  sparse_->prepare_step(step, static_cast<float>(sparse_lr_ * lr_scale));
+}
+
 void ParamGroupOptimizer::init_state(const ParameterList& params) {
   ParameterList dense, sparse;
   split(params, dense, sparse);

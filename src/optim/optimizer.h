@@ -56,6 +56,14 @@ class Optimizer {
   // loaded into state() before the first step.
   virtual void init_state(const ParameterList& params) = 0;
 
+  // CUDA graphs (train.cuda_graph): after set_scalars_on_device(true), step() and
+  // fused_embedding_update() queue launches that read the per-step scalars (learning rate, bias
+  // corrections) from device memory when they run, and prepare_step() writes those of the step about to
+  // run, so a captured step replays with each step's values. The CPU optimizers run nothing that could
+  // be captured and ignore both.
+  virtual void set_scalars_on_device(bool /*on*/) {}
+  virtual void prepare_step(int64_t /*step*/, float /*lr*/) {}
+
   // Named state tensors for checkpoints: "<kind>/<parameter name>", e.g. "exp_avg/top_mlp.0.weight".
   // The pointers stay valid until the next init_state/step that adds a parameter.
   virtual std::vector<std::pair<std::string, Tensor*>> state() = 0;
@@ -177,6 +185,9 @@ class ParamGroupOptimizer {
                               double lr_scale);
 
   void init_state(const ParameterList& params);
+  // Optimizer::set_scalars_on_device / prepare_step for both groups, with the lrs step() would use.
+  void set_scalars_on_device(bool on);
+  void prepare_step(int64_t step, double lr_scale);
   // "dense.<name>" and "sparse.<name>" prefixed state of both optimizers.
   std::vector<std::pair<std::string, Tensor*>> state();
 

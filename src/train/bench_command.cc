@@ -81,6 +81,7 @@ int run_bench(const Config& cfg) {
   for (int64_t i = 0; i < warmup; ++i) trainer.train_step(batches[static_cast<size_t>(i) % batches.size()]);
   wait_for(trainer);
   PhaseTimers before = trainer.timers();
+  const int64_t replays_before = trainer.cuda_graph_replays();
   std::vector<double> step_ms;
   auto start = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < steps; ++i) {
@@ -101,17 +102,22 @@ int run_bench(const Config& cfg) {
               static_cast<long long>(tables),
               static_cast<long long>(sizes.empty() ? 0 : sizes[0]), static_cast<long long>(mc.embedding_dim),
               static_cast<long long>(batch), num_threads(), cfg.get_string("train.precision").c_str());
-  std::printf("%-12s %10s\n", "phase", "ms/step");
-  for (const char* phase : {"forward", "backward", "optimizer"})
-    std::printf("%-12s %10.3f\n", phase, 1e3 * (after.seconds(phase) - before.seconds(phase)) / static_cast<double>(steps));
-  std::printf("%-12s %10.3f (median of %lld steps; mean %.3f)\n", "step", median_ms, static_cast<long long>(steps),
+  std::printf("%-18s %10s\n", "phase", "ms/step");
+  for (const char* phase : {"forward", "backward", "optimizer", "step (CUDA graph)"})
+    std::printf("%-18s %10.3f\n", phase,
+                1e3 * (after.seconds(phase) - before.seconds(phase)) / static_cast<double>(steps));
+  std::printf("%-18s %10.3f (median of %lld steps; mean %.3f)\n", "step", median_ms, static_cast<long long>(steps),
               1e3 * seconds / static_cast<double>(steps));
-  std::printf("samples/s    %10.0f\n", samples_per_s);
+  std::printf("%-18s %10lld of %lld timed steps\n", "CUDA graph replays",
+              static_cast<long long>(trainer.cuda_graph_replays() - replays_before), static_cast<long long>(steps));
+  std::printf("samples/s          %10.0f\n", samples_per_s);
   std::printf("{\"bench\": \"%s\", \"model\": \"%s\", \"device\": \"%s\", \"batch\": %lld, \"threads\": %d, "
-              "\"precision\": \"%s\", \"median_step_ms\": %.4f, \"samples_per_s\": %.1f}\n",
+              "\"precision\": \"%s\", \"fused_embedding_update\": %s, \"cuda_graph\": %s, \"median_step_ms\": %.4f, "
+              "\"samples_per_s\": %.1f}\n",
               cfg.get_string("bench.target").c_str(), mc.type.c_str(), mc.device.str().c_str(),
-              static_cast<long long>(batch), num_threads(), cfg.get_string("train.precision").c_str(), median_ms,
-              samples_per_s);
+              static_cast<long long>(batch), num_threads(), cfg.get_string("train.precision").c_str(),
+              cfg.get_bool("train.fused_embedding_update") ? "true" : "false",
+              cfg.get_bool("train.cuda_graph") ? "true" : "false", median_ms, samples_per_s);
   return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <optional>
 
+#include "kernels/embedding_bag.h"
 #include "kernels/loss.h"
 #include "kernels/loss_scaler.h"
 #include "kernels/threads.h"
@@ -18,6 +19,7 @@
 #include "src/model/model_parallel.h"
 #include "src/checkpoint/checkpoint.h"
 #include "src/config/config.h"
+#include "src/core/cuda_graph.h"
 #include "src/core/log.h"
 #include "src/io/tensor_file.h"
 #include "src/metrics/binary_metrics.h"
@@ -28,6 +30,10 @@
 #include "src/serve/export.h"
 #include "src/train/progress.h"
 #include "dataloader/batch_source.h"
+
+#if RECFORGE_WITH_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
 
 namespace rf {
 
@@ -44,7 +50,61 @@ struct Trainer::Timing {
   std::unique_ptr<DynamicLossScaler> scaler;  // train.precision=fp16 only
 };
 
+// train.cuda_graph (docs/cuda.md): one eager step first (state created on first use, cuBLASLt's chosen
+// algorithms, cub's scratch sizes), then the next batch's step is captured and every batch with the same
+// shapes replays it; other shapes (a short last batch) run eagerly.
+struct Trainer::GraphStep {
+  explicit GraphStep(int device) : graph(device) {}
+  int64_t warmup = 1;                // eager steps left before the capture
+  std::vector<Shape> shapes;         // of the captured batch's tensors
+  data::Batch input;                 // device buffers the graph reads, refilled before each replay
+  Tensor logits, dlogits, loss;      // written by the graph; loss [1] fp32
+  std::vector<int64_t> table_rows;   // for the host-side index checks
+  int64_t replays = 0;
+  size_t phase = 0;
+  CudaGraph graph;                   // declared last: destroyed first, before the buffers it uses
+};
+
 namespace {
+
+std::vector<Shape> shapes_of(const data::Batch& b) {
+  std::vector<Shape> s{b.labels.shape(), b.dense.shape()};
+  for (const Tensor& t : b.indices) s.push_back(t.shape());
+  for (const Tensor& t : b.offsets) s.push_back(t.shape());
+  return s;
+}
+
+// Copies every tensor of `from` into the same-shaped tensor of `to` (queued on the device's stream).
+void copy_batch(data::Batch& to, const data::Batch& from) {
+  to.labels.copy_from(from.labels);
+  to.dense.copy_from(from.dense);
+  for (size_t f = 0; f < from.indices.size(); ++f) {
+    to.indices[f].copy_from(from.indices[f]);
+    to.offsets[f].copy_from(from.offsets[f]);
+  }
+}
+
+data::Batch empty_like(const data::Batch& b, Device dev) {
+  data::Batch out;
+  auto like = [&](const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), dev); };
+  out.labels = like(b.labels);
+  out.dense = like(b.dense);
+  for (const Tensor& t : b.indices) out.indices.push_back(like(t));
+  for (const Tensor& t : b.offsets) out.offsets.push_back(like(t));
+  return out;
+}
+
+#if RECFORGE_WITH_CUDA
+// The embedding ops' device-side bounds checks synchronise; a captured step has them off (its batches
+// are checked on the host instead).
+struct BoundsChecksOff {
+  bool was = cuda::embedding_bounds_checks();
+  BoundsChecksOff() { cuda::set_embedding_bounds_checks(false); }
+  ~BoundsChecksOff() { cuda::set_embedding_bounds_checks(was); }
+};
+#else
+struct BoundsChecksOff {};
+#endif
 
 OptimizerHyperparams hyperparams_from(const Config& cfg) {
   OptimizerHyperparams hp;
@@ -205,6 +265,22 @@ Trainer::Trainer(const Config& cfg, const ModelConfig& mc) : cfg_(cfg), timing_(
                                         const std::vector<Tensor>& offsets, const Tensor& grad_pooled, PoolMode mode) {
       return optimizer_->fused_embedding_update(tables, indices, offsets, grad_pooled, mode, schedule_->scale(step_));
     });
+  if (cfg.get_bool("train.cuda_graph")) {
+    // The captured step must not need the host in the middle: everything below does.
+    std::string why;
+    if (!model_cfg.device.is_cuda())
+      why = "train.device is " + model_cfg.device.str() + "; CUDA graphs need train.device=cuda";
+    else if (mp_)
+      why = "[parallel] shards the model, and its exchanges are driven from the host";
+    else if (timing_->scaler)
+      why = "train.precision=fp16 reads the gradients' overflow flag on the host every step (dynamic loss scaling)";
+    else if (!cfg.get_bool("train.fused_embedding_update"))
+      why = "train.fused_embedding_update=false reads the sparse gradients' sizes on the host every step";
+    if (!why.empty()) throw ConfigError("[train] cuda_graph=true: " + why + "; set cuda_graph=false");
+    graph_ = std::make_unique<GraphStep>(model_cfg.device.index);
+    graph_->table_rows = model_cfg.table_sizes;
+    graph_->phase = timing_->timers.phase("step (CUDA graph)");
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -212,6 +288,63 @@ Trainer::~Trainer() = default;
 const PhaseTimers& Trainer::timers() const { return timing_->timers; }
 
 const DynamicLossScaler* Trainer::loss_scaler() const { return timing_->scaler.get(); }
+
+int64_t Trainer::cuda_graph_replays() const { return graph_ ? graph_->replays : 0; }
+
+bool Trainer::graph_step(const data::Batch& batch, double& loss) {
+  GraphStep& g = *graph_;
+  if (g.warmup > 0) {
+    --g.warmup;
+    return false;
+  }
+  const std::vector<Shape> shapes = shapes_of(batch);
+  if (g.graph.captured() && shapes != g.shapes) return false;
+  ScopedPhase phase(timing_->timers, g.phase);
+  RF_NVTX_RANGE("step (CUDA graph)");
+  // The captured step cannot stop for the embedding ops' bounds checks: the batch is checked here, with
+  // the same errors (table, bag, position). Host batches (the loader's) always; batches already on the
+  // device as the eager forward would check them, when the device bounds checks are on.
+  bool check = batch.indices.empty() || batch.indices[0].device().is_cpu();
+#if RECFORGE_WITH_CUDA
+  check = check || cuda::embedding_bounds_checks();
+#endif
+  if (check) check_embedding_bags(batch.indices, batch.offsets, g.table_rows);
+  const Device dev = device();
+  if (!g.graph.captured()) {
+    g.input = empty_like(batch, dev);
+    g.logits = Tensor::empty({batch.size()}, DType::kF32, dev);
+    g.dlogits = Tensor::empty({batch.size()}, DType::kF32, dev);
+    g.loss = Tensor::empty({1}, DType::kF32, dev);
+    g.shapes = shapes;
+    // From now on every step's launches read the learning rate and bias corrections from the device
+    // (the array is allocated and written here, outside the capture).
+    optimizer_->set_scalars_on_device(true);
+    optimizer_->prepare_step(step_, schedule_->scale(step_));
+    const ModelInput in = model_input(g.input);
+    const int64_t step = step_;
+    const double lr_scale = schedule_->scale(step_);
+    BoundsChecksOff checks_off;
+    // One rank and no loss scaling (the constructor refuses the rest): the gradient scale is 1.
+    try {
+      g.graph.capture("train.cuda_graph", [&] {
+        model_->forward(in, g.logits);
+        bce_with_logits_forward(g.logits, g.input.labels, g.loss);
+        bce_with_logits_backward(g.logits, g.input.labels, 1.0f, g.dlogits);
+        model_->backward(in, g.dlogits);  // the embedding tables' fused update included
+        optimizer_->step(params_, step, lr_scale);
+      });
+    } catch (const BackendError& e) {
+      throw BackendError(std::string(e.what()) + "; [train] cuda_graph=false runs the step without a graph");
+    }
+    log_info("train.cuda_graph: captured the step for batches of ", batch.size(), " rows");
+  }
+  copy_batch(g.input, batch);
+  optimizer_->prepare_step(step_, schedule_->scale(step_));
+  g.graph.replay();
+  ++g.replays;
+  loss = static_cast<double>(g.loss.to_vector<float>()[0]);  // waits for the step
+  return true;
+}
 
 std::pair<int64_t, int64_t> Trainer::rank_share(int64_t rows) const {
   return {rows * dp_rank_ / dp_size_, rows * (dp_rank_ + 1) / dp_size_};
@@ -225,6 +358,16 @@ double Trainer::train_step(const data::Batch& global) {
 
 double Trainer::train_step_local(const data::Batch& host_or_device, int64_t global_rows, int64_t* global_rows_out) {
   Timing& t = *timing_;
+  if (graph_ && host_or_device.size() > 0) {
+    double loss = 0;
+    if (graph_step(host_or_device, loss)) {
+      if (global_rows_out) *global_rows_out = global_rows;
+      ++step_;
+      return loss;
+    }
+  }
+  // The per-step scalars, where the device optimizers read them from device memory (after a capture).
+  optimizer_->prepare_step(step_, schedule_->scale(step_));
   const Device dev = device();
   const data::Batch mine = data::batch_to(host_or_device, dev);  // host -> device once per step on a GPU
   int64_t n = mine.size();

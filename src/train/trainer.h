@@ -71,6 +71,8 @@ class Trainer {
   const DynamicLossScaler* loss_scaler() const;
   // train.device: where the model, the batches of a step and the optimizer run.
   Device device() const { return model_->config().device; }
+  // train.cuda_graph: steps run as replays of the captured step so far (0 without it).
+  int64_t cuda_graph_replays() const;
 
  private:
   const Config& cfg_;
@@ -90,6 +92,12 @@ class Trainer {
   int64_t eval_batch_size_ = 0;
   struct Timing;
   std::unique_ptr<Timing> timing_;
+  // train.cuda_graph: the captured step and the device buffers it reads; nullptr without it.
+  struct GraphStep;
+  std::unique_ptr<GraphStep> graph_;
+  // The step as a replay of the captured one (capturing it first if needed); false when this batch
+  // must run eagerly (the warm-up step, or shapes other than the captured ones).
+  bool graph_step(const data::Batch& batch, double& loss);
 };
 
 }  // namespace rf

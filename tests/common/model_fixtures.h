@@ -30,8 +30,9 @@ inline ModelConfig small_model(const std::string& type, Device device, DType com
 }
 
 // Host batch: dense in [0, 5) (log-transformed counts), bags of 1-3 lookups (small tables repeat rows
-// inside and across bags, which exercises the sparse gradient's duplicate sums), labels 0/1.
-inline data::Batch random_batch(const ModelConfig& m, int64_t batch, uint64_t seed) {
+// inside and across bags, which exercises the sparse gradient's duplicate sums), labels 0/1. bag > 0:
+// every bag holds exactly `bag` lookups, so batches of one size have one shape (CUDA graph replays).
+inline data::Batch random_batch(const ModelConfig& m, int64_t batch, uint64_t seed, int64_t bag = 0) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> dense(0.0f, 5.0f);
   data::Batch b;
@@ -42,7 +43,8 @@ inline data::Batch random_batch(const ModelConfig& m, int64_t batch, uint64_t se
   for (int64_t rows : m.table_sizes) {
     std::vector<int64_t> idx, off{0};
     for (int64_t i = 0; i < batch; ++i) {
-      const int64_t len = 1 + static_cast<int64_t>(rng() % 3);
+      const int64_t drawn = 1 + static_cast<int64_t>(rng() % 3);
+      const int64_t len = bag > 0 ? bag : drawn;
       for (int64_t k = 0; k < len; ++k) idx.push_back(static_cast<int64_t>(rng() % static_cast<uint64_t>(rows)));
       off.push_back(static_cast<int64_t>(idx.size()));
     }

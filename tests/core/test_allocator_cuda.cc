@@ -1,9 +1,12 @@
-// The caching device allocator and host<->device copies. Needs a GPU; skips without one.
+// The caching device allocator, host<->device copies, and CUDA graphs with their private pools. Needs a
+// GPU; skips without one.
 #include <gtest/gtest.h>
 
 #include <numeric>
 
 #include "src/core/allocator.h"
+#include "src/core/cuda_graph.h"
+#include "src/core/error.h"
 #include "src/core/tensor.h"
 
 namespace rf {
@@ -39,6 +42,82 @@ TEST(CudaAllocator, ReusesFreedBlocks) {
   EXPECT_EQ(after.driver_allocs, before.driver_allocs + 1);
   EXPECT_EQ(device_block_size(1000), 1024u);
   EXPECT_EQ(device_block_size((1u << 20) + 1), 2u << 20);
+}
+
+// A block the graph may use must not be handed to other work while the graph lives: blocks live when a
+// pool is created, and blocks freed while it is routed, stay with the pool until it is released.
+TEST(CudaAllocator, PoolKeepsItsBlocksUntilReleased) {
+  RF_REQUIRE_GPU();
+  const size_t bytes = 3u << 20;
+  device_empty_cache();  // no cached blocks of other tests: every block below is one of these
+  const size_t pools_before = device_allocator_stats(0).bytes_in_pools;
+  void* before = device_allocate(bytes, 0);  // live when the pool is created: adopted
+  const int pool = device_pool_create(0);
+  device_free(before, 0);
+  void* during = nullptr;
+  device_pool_route(0, pool);
+  during = device_allocate(bytes, 0);  // the pool's free block: the adopted one
+  EXPECT_EQ(during, before);
+  void* second = device_allocate(bytes, 0);  // nothing free in the pool or the cache: a new block
+  device_free(second, 0);                    // freed while routed: back to the pool
+  device_pool_route(0, 0);
+  device_free(during, 0);
+  EXPECT_GE(device_allocator_stats(0).bytes_in_pools, 2 * bytes);
+  void* outside = device_allocate(bytes, 0);  // the shared cache must not hand out the pool's blocks
+  EXPECT_NE(outside, before);
+  EXPECT_NE(outside, second);
+  device_free(outside, 0);
+  device_pool_release(0, pool);
+  EXPECT_EQ(device_allocator_stats(0).bytes_in_pools, pools_before);
+  void* a = device_allocate(bytes, 0);
+  void* b = device_allocate(bytes, 0);
+  void* c = device_allocate(bytes, 0);
+  // After the release, all three blocks are the cache's again.
+  for (void* p : {before, second, outside}) EXPECT_TRUE(p == a || p == b || p == c);
+  for (void* p : {a, b, c}) device_free(p, 0);
+}
+
+// A captured copy + kernel sequence runs on every replay with the inputs of that moment; nothing runs at
+// capture time.
+TEST(CudaGraph, ReplaysTheCapturedWorkWithTheCurrentInputs) {
+  RF_REQUIRE_GPU();
+  const Device dev = Device::cuda(0);
+  Tensor src = Tensor::from_vector<float>({1, 2, 3, 4}, {4}).to(dev);
+  Tensor dst = Tensor::zeros({4}, DType::kF32, dev);
+  Tensor zeroed = Tensor::from_vector<float>({9, 9}, {2}).to(dev);
+  CudaGraph graph(0);
+  graph.capture("test", [&] {
+    dst.copy_from(src);   // device-to-device on the compute stream
+    zeroed.fill_zero();  // memset on the compute stream
+  });
+  ASSERT_TRUE(graph.captured());
+  EXPECT_EQ(dst.to_vector<float>(), (std::vector<float>{0, 0, 0, 0}));  // captured, not run
+  EXPECT_EQ(zeroed.to_vector<float>(), (std::vector<float>{9, 9}));
+  graph.replay();
+  EXPECT_EQ(dst.to_vector<float>(), (std::vector<float>{1, 2, 3, 4}));
+  EXPECT_EQ(zeroed.to_vector<float>(), (std::vector<float>{0, 0}));
+  src.copy_from(Tensor::from_vector<float>({5, 6, 7, 8}, {4}));
+  graph.replay();
+  EXPECT_EQ(dst.to_vector<float>(), (std::vector<float>{5, 6, 7, 8}));
+}
+
+// Reading device memory on the host inside a capture cannot work (nothing has run): the capture fails
+// with a BackendError naming it, and the device and the allocator keep working.
+TEST(CudaGraph, ASynchronisingCallFailsTheCaptureCleanly) {
+  RF_REQUIRE_GPU();
+  const Device dev = Device::cuda(0);
+  Tensor t = Tensor::from_vector<float>({1, 2}, {2}).to(dev);
+  CudaGraph graph(0);
+  try {
+    graph.capture("host read", [&] { t.to_vector<float>(); });
+    FAIL() << "a capture with a device-to-host read succeeded";
+  } catch (const BackendError& e) {
+    EXPECT_NE(std::string(e.what()).find("host read: CUDA graph capture failed"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(graph.captured());
+  EXPECT_EQ(t.to_vector<float>(), (std::vector<float>{1, 2}));
+  Tensor u = t.clone();
+  EXPECT_EQ(u.to_vector<float>(), (std::vector<float>{1, 2}));
 }
 
 }  // namespace

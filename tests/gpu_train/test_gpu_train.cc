@@ -3,12 +3,14 @@
 // the loss scaler (weights untouched, scale halved). Skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <limits>
 
 #include "dataloader/synth.h"
 #include "kernels/loss_scaler.h"
 #include "src/config/config.h"
+#include "src/optim/optimizer.h"
 #include "src/train/trainer.h"
 #include "tests/gpu_train/gpu_train_util.h"
 
@@ -133,6 +135,77 @@ TEST(GpuTrain, FusedEmbeddingUpdateEqualsTheSparseGradPath) {
       }
       EXPECT_TRUE(saw_table);
     }
+}
+
+// train.cuda_graph replays the captured step with each step's learning rate and bias corrections read
+// from the device: the same kernels in the same order as the eager step, so the weights must come out
+// bit for bit the same. The reported loss is the fp32 rounding of the eager step's double mean.
+TEST(GpuTrain, CudaGraphStepsEqualEagerSteps) {
+  RF_REQUIRE_GPU();
+  struct Case {
+    std::string type, dense, sparse, precision;
+  };
+  for (const Case& c : {Case{"dlrm", "adam", "rowwise_adagrad", "bf16"}, Case{"dcnv2", "adamw", "sgd", "fp32"},
+                       Case{"dlrm", "adagrad", "sgd", "fp32"}, Case{"dcnv2", "sgd", "rowwise_adagrad", "bf16"}}) {
+    SCOPED_TRACE(c.type + " " + c.dense + " " + c.sparse + " " + c.precision);
+    // Warm-up then decay: the learning rate changes every step, so a scalar baked into the graph shows.
+    const Config base = run_config("graph", "cuda", c.precision, c.type)
+                            .with_overrides({"--optimizer.dense=" + c.dense, "--optimizer.sparse=" + c.sparse,
+                                             "--optimizer.weight_decay=0.01", "--optimizer.warmup_steps=3",
+                                             "--optimizer.decay=linear", "--optimizer.decay_start=4",
+                                             "--optimizer.decay_steps=20"});
+    ModelConfig mc = test::small_model(c.type, Device::cuda(0), c.precision == "bf16" ? DType::kBF16 : DType::kF32);
+    Trainer graph(base.with_overrides({"--train.cuda_graph=true"}), mc), eager(base, mc);
+    // Step 0 runs eagerly (warm-up), step 1 is captured and replayed, step 5's shorter batch runs
+    // eagerly again (the device scalars are then read by eager launches), the others replay.
+    const int64_t rows[] = {96, 96, 96, 96, 96, 40, 96, 96};
+    for (int step = 0; step < 8; ++step) {
+      const data::Batch batch = test::random_batch(mc, rows[step], 700 + static_cast<uint64_t>(step), /*bag=*/2);
+      const double e = eager.train_step(batch);
+      const double g = graph.train_step(batch);
+      // fp32 rounding of the same double: half an fp32 ulp (2^-24 relative).
+      EXPECT_NEAR(g, e, std::ldexp(std::fabs(e), -24)) << "step " << step;
+    }
+    EXPECT_EQ(graph.cuda_graph_replays(), 6);
+    EXPECT_EQ(eager.cuda_graph_replays(), 0);
+    ParameterList pg = graph.model().parameters(), pe = eager.model().parameters();
+    ASSERT_EQ(pg.size(), pe.size());
+    for (size_t i = 0; i < pg.size(); ++i)
+      EXPECT_EQ(pg[i]->value.to_vector<float>(), pe[i]->value.to_vector<float>()) << pg[i]->name;
+    auto sg = graph.optimizer().state(), se = eager.optimizer().state();
+    ASSERT_EQ(sg.size(), se.size());
+    for (size_t i = 0; i < sg.size(); ++i)
+      EXPECT_EQ(sg[i].second->to_vector<float>(), se[i].second->to_vector<float>()) << sg[i].first;
+  }
+}
+
+// The captured step cannot stop for the device's bounds checks: a bad index must be refused on the host,
+// with the same message, before anything is copied or replayed.
+TEST(GpuTrain, CudaGraphRefusesABadIndexBeforeTheStep) {
+  RF_REQUIRE_GPU();
+  const Config cfg = run_config("graph_bad", "cuda", "fp32").with_overrides({"--train.cuda_graph=true"});
+  ModelConfig mc = test::small_model("dlrm", Device::cuda(0), DType::kF32);
+  Trainer trainer(cfg, mc);
+  for (int step = 0; step < 3; ++step)
+    trainer.train_step(test::random_batch(mc, 64, 40 + static_cast<uint64_t>(step), /*bag=*/2));
+  ASSERT_EQ(trainer.cuda_graph_replays(), 2);
+  std::vector<std::vector<float>> before;
+  for (Parameter* p : trainer.model().parameters()) before.push_back(p->value.to_vector<float>());
+  data::Batch bad = test::random_batch(mc, 64, 50, /*bag=*/2);
+  bad.indices[1].data<int64_t>()[35] = mc.table_sizes[1];  // one past the end of table 1, in bag 17
+  try {
+    trainer.train_step(bad);
+    FAIL() << "a bad index went through";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("table 1"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("bag 17"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(trainer.cuda_graph_replays(), 2);
+  size_t i = 0;
+  for (Parameter* p : trainer.model().parameters()) EXPECT_EQ(p->value.to_vector<float>(), before[i++]) << p->name;
+  // The graph is still good for the next batch.
+  EXPECT_TRUE(std::isfinite(trainer.train_step(test::random_batch(mc, 64, 51, /*bag=*/2))));
+  EXPECT_EQ(trainer.cuda_graph_replays(), 3);
 }
 
 }  // namespace

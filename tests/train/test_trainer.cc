@@ -88,6 +88,21 @@ TEST(Trainer, SameSeedSameLosses) {
   EXPECT_LT(losses[0].back(), losses[0].front());
 }
 
+// train.cuda_graph needs a step the host never has to look into: it is refused, naming the key and the
+// reason, where that does not hold (here: the CPU device; the GPU cases are in tests/gpu_train).
+TEST(Trainer, CudaGraphOnTheCpuIsAConfigError) {
+  std::vector<std::string> o = base_overrides(data_dir() / "graph_cpu");
+  o.push_back("--train.cuda_graph=true");
+  const Config cfg = Config::load("", o);
+  try {
+    Trainer trainer(cfg);
+    FAIL() << "train.cuda_graph=true was accepted on the CPU";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("[train] cuda_graph=true: train.device is cpu"), std::string::npos)
+        << e.what();
+  }
+}
+
 // Runs the recforge binary with `args`.
 test::CommandResult run_recforge(const std::string& args) {
   return test::run_command(std::string(RECFORGE_BIN) + " " + args);
