@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 
 #include "kernels/embedding_bag.h"
 #include "kernels/ref/embedding_bag.h"
@@ -273,6 +274,55 @@ TEST(EmbeddingBags, ErrorsNameTheTable) {
   EXPECT_THROW(embedding_bags_backward(idx, off, Tensor::zeros({2, 7}, DType::kF32), PoolMode::kSum, {10, 5}),
                ShapeError);
   EXPECT_THROW(embedding_bags_forward({}, {}, {}, PoolMode::kSum, out), ShapeError);
+}
+
+// check_embedding_bags (what a CUDA graph step runs on its host batches) finds exactly what the forward's
+// own checks find, with the same message, in its single parallel pass over many lookups as well.
+TEST(EmbeddingBags, CheckAloneThrowsWhatTheForwardThrows) {
+  const std::vector<int64_t> rows = {1000, 7, 300};
+  const int64_t batch = 30000;  // 90000 lookups: above the parallel pass's threshold
+  auto bags = [&]() {
+    std::vector<Tensor> idx, off;
+    for (size_t t = 0; t < rows.size(); ++t) {
+      std::vector<int64_t> i(static_cast<size_t>(batch)), o(static_cast<size_t>(batch) + 1);
+      for (int64_t b = 0; b <= batch; ++b) o[static_cast<size_t>(b)] = b;
+      for (int64_t b = 0; b < batch; ++b) i[static_cast<size_t>(b)] = (b * 7919 + static_cast<int64_t>(t)) % rows[t];
+      idx.push_back(Tensor::from_vector(i, {batch}));
+      off.push_back(Tensor::from_vector(o, {batch + 1}));
+    }
+    return std::make_pair(idx, off);
+  };
+  std::vector<Tensor> tables;
+  for (int64_t r : rows) tables.push_back(Tensor::zeros({r, 4}, DType::kF32));
+  Tensor out = Tensor::empty({batch, 12}, DType::kF32);
+  {
+    auto [idx, off] = bags();
+    EXPECT_NO_THROW(check_embedding_bags(idx, off, rows));
+  }
+  auto message = [](auto&& f) {
+    try {
+      f();
+    } catch (const DataError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no DataError");
+  };
+  // (table, what to plant)
+  const std::vector<std::pair<size_t, std::function<void(Tensor&, Tensor&)>>> faults = {
+      {2, [](Tensor& i, Tensor&) { i.data<int64_t>()[12345] = 300; }},    // one past the end
+      {1, [](Tensor& i, Tensor&) { i.data<int64_t>()[29999] = -1; }},     // negative, last bag
+      {1, [](Tensor&, Tensor& o) { o.data<int64_t>()[500] = 502; }},      // offsets decrease after bag 500
+      {0, [](Tensor&, Tensor& o) { o.data<int64_t>()[0] = 1; }},          // offsets[0] != 0
+      {2, [](Tensor&, Tensor& o) { o.data<int64_t>()[batch] = batch - 1; }},  // offsets[batch] != nnz
+  };
+  for (const auto& [t, plant] : faults) {
+    auto [idx, off] = bags();
+    plant(idx[t], off[t]);
+    const std::string alone = message([&] { check_embedding_bags(idx, off, rows); });
+    const std::string forward = message([&] { embedding_bags_forward(tables, idx, off, PoolMode::kSum, out); });
+    EXPECT_NE(alone.find("(table " + std::to_string(t) + ")"), std::string::npos) << alone;
+    EXPECT_EQ(alone, forward);
+  }
 }
 
 TEST(EmbeddingBag, ParsePoolMode) {

@@ -389,10 +389,18 @@ TEST(CudaEmbeddingBags, BadIndexNamesItsTable) {
     off.push_back(dev(i64({0, 1, 2, 3, 4})));
   }
   Tensor out = Tensor::empty({batch, T * dim}, DType::kF32, kDev);
-  for (int pass = 0; pass < 2; ++pass) {
+  // Pass 2: the check alone on the device (a CUDA graph step's device batches); pass 3: on the host.
+  std::vector<Tensor> host_idx, host_off;
+  for (int64_t t = 0; t < T; ++t) {
+    host_idx.push_back(idx[static_cast<size_t>(t)].to(Device::cpu()));
+    host_off.push_back(off[static_cast<size_t>(t)].to(Device::cpu()));
+  }
+  for (int pass = 0; pass < 4; ++pass) {
     try {
       if (pass == 0) embedding_bags_forward(tables, idx, off, PoolMode::kSum, out);
-      else embedding_bags_backward(idx, off, out, PoolMode::kSum, rows);
+      else if (pass == 1) embedding_bags_backward(idx, off, out, PoolMode::kSum, rows);
+      else if (pass == 2) check_embedding_bags(idx, off, rows);
+      else check_embedding_bags(host_idx, host_off, rows);
       ADD_FAILURE() << "expected DataError (pass " << pass << ")";
     } catch (const DataError& e) {
       const std::string msg = e.what();
