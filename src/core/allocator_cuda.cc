@@ -238,10 +238,13 @@ void device_memset_zero(void* ptr, size_t bytes, int device) {
   RF_CHECK_CUDA(cudaMemsetAsync(ptr, 0, bytes, static_cast<cudaStream_t>(device_compute_stream(device))));
 }
 
+namespace {
+
 // On the compute stream of the device involved, in order with the kernels: a copy to the host waits for
-// it; a copy from pageable host memory returns once the source is staged, so the caller may reuse it.
-// Between two devices: the synchronous copy.
-void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+// it; a copy from pageable host memory returns once the source is staged, so the caller may reuse it; one
+// from page-locked memory is truly asynchronous and waits only when `wait_page_locked`. Between two
+// devices: the synchronous copy.
+void copy_on_stream(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes, bool wait_page_locked) {
   if (bytes == 0) return;
   cudaMemcpyKind kind = dst_dev.is_cpu() ? (src_dev.is_cpu() ? cudaMemcpyHostToHost : cudaMemcpyDeviceToHost)
                                          : (src_dev.is_cpu() ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice);
@@ -257,7 +260,23 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
   CudaDeviceGuard guard(device);
   const cudaStream_t stream = static_cast<cudaStream_t>(device_compute_stream(device));
   RF_CHECK_CUDA(cudaMemcpyAsync(dst, src, bytes, kind, stream));
-  if (kind == cudaMemcpyDeviceToHost) RF_CHECK_CUDA(cudaStreamSynchronize(stream));
+  bool wait = kind == cudaMemcpyDeviceToHost;
+  if (kind == cudaMemcpyHostToDevice && wait_page_locked) {
+    cudaPointerAttributes attr{};
+    if (cudaPointerGetAttributes(&attr, src) != cudaSuccess) cudaGetLastError();
+    wait = attr.type == cudaMemoryTypeHost;  // registered or cudaHostAlloc'd
+  }
+  if (wait) RF_CHECK_CUDA(cudaStreamSynchronize(stream));
+}
+
+}  // namespace
+
+void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+  copy_on_stream(dst, dst_dev, src, src_dev, bytes, true);
+}
+
+void copy_bytes_async(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+  copy_on_stream(dst, dst_dev, src, src_dev, bytes, false);
 }
 
 }  // namespace rf

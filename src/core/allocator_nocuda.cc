@@ -28,4 +28,8 @@ void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size
   if (bytes) std::memcpy(dst, src, bytes);
 }
 
+void copy_bytes_async(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes) {
+  copy_bytes(dst, dst_dev, src, src_dev, bytes);
+}
+
 }  // namespace rf

@@ -109,8 +109,13 @@ void check_shape(const Tensor& t, const Shape& expected, const char* what);
 void check_dtype(const Tensor& t, DType expected, const char* what);
 
 // Copies between host and device memory; defined in the CUDA translation unit when CUDA is built,
-// throws otherwise. `bytes` at `dst` and `src` on the given devices.
+// throws otherwise. `bytes` at `dst` and `src` on the given devices. Queued on the device's compute
+// stream, in order with the kernels; when it returns, a copy to the host is complete and the source of a
+// copy from the host may be reused.
 void copy_bytes(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
+// The same without the wait for a page-locked host source (the loader's pinned batches): that source must
+// stay unchanged until the compute stream has run the copy (a later synchronisation, e.g. a loss read).
+void copy_bytes_async(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
 
 template <class T>
 Tensor Tensor::from_vector(const std::vector<T>& values, const Shape& shape) {

@@ -74,13 +74,20 @@ std::vector<Shape> shapes_of(const data::Batch& b) {
   return s;
 }
 
-// Copies every tensor of `from` into the same-shaped tensor of `to` (queued on the device's stream).
+// Queues copies of every tensor of `from` into the same-shaped tensor of `to` on the device's stream,
+// without waiting for page-locked sources (a loader's batch stays valid until the second following
+// next(), and the step's loss read waits for the copies first).
 void copy_batch(data::Batch& to, const data::Batch& from) {
-  to.labels.copy_from(from.labels);
-  to.dense.copy_from(from.dense);
+  auto copy = [](Tensor& dst, const Tensor& src) {
+    RF_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype(), "train.cuda_graph: batch tensor ",
+             shape_str(src.shape()), " does not fit the captured ", shape_str(dst.shape()));
+    copy_bytes_async(dst.raw(), dst.device(), src.raw(), src.device(), src.nbytes());
+  };
+  copy(to.labels, from.labels);
+  copy(to.dense, from.dense);
   for (size_t f = 0; f < from.indices.size(); ++f) {
-    to.indices[f].copy_from(from.indices[f]);
-    to.offsets[f].copy_from(from.offsets[f]);
+    copy(to.indices[f], from.indices[f]);
+    copy(to.offsets[f], from.offsets[f]);
   }
 }
 

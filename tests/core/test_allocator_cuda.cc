@@ -2,6 +2,9 @@
 // GPU; skips without one.
 #include <gtest/gtest.h>
 
+#include <cuda_runtime.h>
+
+#include <algorithm>
 #include <numeric>
 
 #include "src/core/allocator.h"
@@ -42,6 +45,25 @@ TEST(CudaAllocator, ReusesFreedBlocks) {
   EXPECT_EQ(after.driver_allocs, before.driver_allocs + 1);
   EXPECT_EQ(device_block_size(1000), 1024u);
   EXPECT_EQ(device_block_size((1u << 20) + 1), 2u << 20);
+}
+
+// copy_bytes queues its copy on the compute stream; from page-locked memory that copy is truly
+// asynchronous, so copy_bytes must wait for it before the caller may reuse the source (a loader's
+// pinned buffer). 64 MiB: long enough in flight that an early return would let the overwrite through.
+TEST(CudaAllocator, CopyFromPageLockedMemoryIsCompleteOnReturn) {
+  RF_REQUIRE_GPU();
+  const int64_t n = int64_t{16} << 20;
+  float* host = nullptr;
+  ASSERT_EQ(cudaMallocHost(reinterpret_cast<void**>(&host), static_cast<size_t>(n) * sizeof(float)), cudaSuccess);
+  for (int64_t i = 0; i < n; ++i) host[i] = static_cast<float>(i % 1000);
+  Tensor d = Tensor::empty({n}, DType::kF32, Device::cuda(0));
+  copy_bytes(d.raw(), d.device(), host, Device::cpu(), static_cast<size_t>(n) * sizeof(float));
+  std::fill(host, host + n, -1.0f);
+  const std::vector<float> back = d.to_vector<float>();
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < n; ++i) wrong += back[static_cast<size_t>(i)] != static_cast<float>(i % 1000);
+  EXPECT_EQ(wrong, 0);
+  cudaFreeHost(host);
 }
 
 // A block the graph may use must not be handed to other work while the graph lives: blocks live when a
