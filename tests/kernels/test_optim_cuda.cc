@@ -259,12 +259,21 @@ TEST(CudaSparseOptim, ManyTablesFusedEqualsBackwardThenUpdate) {
           // against the same unfused result.
           const bool checks = seed % 2 == 0;
           const int narrowing = seed / 2 % 2 == 0 ? 1 : 2;  // both paths with the same lanes per row
+          // The learning rate by value, or read from device memory (a CUDA graph's per-step scalar) with a
+          // wrong by-value rate beside it that must go unused.
+          const bool lr_on_device = seed / 4 % 2 == 0;
           SCOPED_TRACE(::testing::Message() << (checks ? "bounds checks on" : "bounds checks off") << ", narrowing "
-                                            << narrowing);
+                                            << narrowing << (lr_on_device ? ", lr on the device" : ""));
           cuda::set_embedding_bounds_checks(checks);
           cuda::set_sparse_update_narrowing(narrowing);
-          if (opt == 0) embedding_bags_backward_sgd(idx, off, go, mode, fw, args.lr);
-          else embedding_bags_backward_rowwise_adagrad(idx, off, go, mode, fw, fa, args);
+          const Tensor lr_dev = dev(Tensor::from_vector<float>({args.lr}, {1}));
+          RowwiseAdagradArgs fused_args = args;
+          if (lr_on_device) {
+            fused_args.lr = 123.0f;
+            fused_args.device_lr = lr_dev.data<float>();
+          }
+          if (opt == 0) embedding_bags_backward_sgd(idx, off, go, mode, fw, fused_args.lr, fused_args.device_lr);
+          else embedding_bags_backward_rowwise_adagrad(idx, off, go, mode, fw, fa, fused_args);
           cuda::set_embedding_bounds_checks(default_checks);
           std::vector<SparseGrad> grads = embedding_bags_backward(idx, off, go, mode, rows);
           for (int64_t t = 0; t < T; ++t) {
@@ -375,6 +384,90 @@ TEST(CudaDenseOptim, MultiTensorAdamAndAdagradMatchHostReference) {
     }
     ASSERT_TRUE(close(host(w[i]), want_w, {1e-7, 1e-6}, "adagrad w " + std::to_string(i)));
     ASSERT_TRUE(close(host(sums[i]), want_s, {1e-9, 1e-6}, "adagrad sum " + std::to_string(i)));
+  }
+}
+
+// A CUDA graph's launches read the per-step scalars from device memory (step_scalars of the step's args):
+// the same fp32 values, so the same bits as the by-value launch. The device launch's own lr and step are
+// wrong on purpose: they must go unused.
+TEST(CudaDenseOptim, DeviceScalarsGiveTheByValueBits) {
+  RF_REQUIRE_GPU();
+  Rng rng(9100);
+  std::vector<Tensor> host_w, host_g, host_m, host_v;
+  for (int i = 0; i < 7; ++i) {
+    const int64_t n = 1 + rng.integer(0, 3000);
+    host_w.push_back(rounded_f32(rng, {n}, DType::kF32));
+    host_g.push_back(rounded_f32(rng, {n}, DType::kF32));
+    host_m.push_back(rounded_f32(rng, {n}, DType::kF32, -0.1, 0.1));
+    host_v.push_back(rounded_f32(rng, {n}, DType::kF32, 0.0, 0.1));
+  }
+  struct State {
+    std::vector<Tensor> w, g, m, v;
+    std::vector<Tensor*> pw, pm, pv;
+    std::vector<const Tensor*> pg;
+  };
+  auto fresh = [&]() {
+    State st;
+    for (size_t i = 0; i < host_w.size(); ++i) {
+      st.w.push_back(dev(host_w[i]));
+      st.g.push_back(dev(host_g[i]));
+      st.m.push_back(dev(host_m[i]));
+      st.v.push_back(dev(host_v[i]));
+    }
+    for (size_t i = 0; i < host_w.size(); ++i) {
+      st.pw.push_back(&st.w[i]);
+      st.pg.push_back(&st.g[i]);
+      st.pm.push_back(&st.m[i]);
+      st.pv.push_back(&st.v[i]);
+    }
+    return st;
+  };
+  auto upload = [](const std::vector<float>& v) { return dev(Tensor::from_vector(v, {static_cast<int64_t>(v.size())})); };
+  auto same = [](const State& a, const State& b) {
+    for (size_t i = 0; i < a.w.size(); ++i) {
+      EXPECT_TRUE(raw_bytes(host(a.w[i])) == raw_bytes(host(b.w[i]))) << "w " << i;
+      EXPECT_TRUE(raw_bytes(host(a.m[i])) == raw_bytes(host(b.m[i]))) << "m " << i;
+      EXPECT_TRUE(raw_bytes(host(a.v[i])) == raw_bytes(host(b.v[i]))) << "v " << i;
+    }
+  };
+  for (int kind = 0; kind < 4; ++kind) {  // Adam, AdamW, SGD, Adagrad
+    SCOPED_TRACE(::testing::Message() << "optimizer " << kind);
+    State by_value = fresh(), on_device = fresh();
+    Tensor scalars;
+    if (kind <= 1) {
+      AdamArgs a;
+      a.lr = 0.003f;
+      a.weight_decay = 0.02;
+      a.decoupled = kind == 1;
+      a.step = 11;
+      fused_adam_step(by_value.pw, by_value.pg, by_value.pm, by_value.pv, a);
+      scalars = upload(step_scalars(a));
+      a.lr = 7.0f;
+      a.step = 0;
+      a.device_scalars = scalars.data<float>();
+      fused_adam_step(on_device.pw, on_device.pg, on_device.pm, on_device.pv, a);
+    } else if (kind == 2) {
+      SgdArgs a;
+      a.lr = 0.05f;
+      a.weight_decay = 0.01;
+      fused_sgd_step(by_value.pw, by_value.pg, a);
+      scalars = upload(step_scalars(a));
+      a.lr = 7.0f;
+      a.device_scalars = scalars.data<float>();
+      fused_sgd_step(on_device.pw, on_device.pg, a);
+    } else {
+      AdagradArgs a;
+      a.lr = 0.05f;
+      a.lr_decay = 0.01;
+      a.step = 6;
+      fused_adagrad_step(by_value.pw, by_value.pg, by_value.pv, a);
+      scalars = upload(step_scalars(a));
+      a.lr = 7.0f;
+      a.step = 0;
+      a.device_scalars = scalars.data<float>();
+      fused_adagrad_step(on_device.pw, on_device.pg, on_device.pv, a);
+    }
+    same(by_value, on_device);
   }
 }
 
