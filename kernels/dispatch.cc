@@ -232,4 +232,12 @@ void split_columns(const Tensor& in, const Tensor* addend, const std::vector<Ten
   RF_CUDA_OR_THROW(split_columns, return cuda::split_columns(in, addend, parts));
 }
 
+void copy_tensors(const std::vector<Tensor>& src, const std::vector<Tensor>& dst) {
+  std::vector<const Tensor*> all;
+  for (const auto* list : {&src, &dst})
+    for (const Tensor& t : *list) all.push_back(&t);
+  if (all.empty() || common_device("copy_tensors", all).is_cpu()) return cpu::copy_tensors(src, dst);
+  RF_CUDA_OR_THROW(copy_tensors, return cuda::copy_tensors(src, dst));
+}
+
 }  // namespace rf

@@ -295,4 +295,15 @@ void cast(const Tensor& src, const Tensor& dst) {
                      " hold different element counts");
 }
 
+// ---- copy_tensors -----------------------------------------------------------------------------------
+void copy_tensors(const std::vector<Tensor>& src, const std::vector<Tensor>& dst) {
+  RF_CHECK(src.size() == dst.size(), "copy_tensors: ", src.size(), " sources, ", dst.size(), " destinations");
+  for (size_t i = 0; i < src.size(); ++i) {
+    RF_CHECK(src[i].defined() && dst[i].defined(), "copy_tensors: pair ", i, " has an undefined tensor");
+    if (src[i].dtype() != dst[i].dtype() || src[i].numel() != dst[i].numel())
+      throw ShapeError("copy_tensors: pair " + std::to_string(i) + " copies " + dtype_name(src[i].dtype()) +
+                       shape_str(src[i].shape()) + " into " + dtype_name(dst[i].dtype()) + shape_str(dst[i].shape()));
+  }
+}
+
 }  // namespace rf::checks

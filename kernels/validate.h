@@ -77,4 +77,7 @@ int64_t bce_with_logits_backward(const Tensor& logits, const Tensor& labels, con
 // ---- cast: floating dtypes, equal element counts -------------------------------------------------------
 void cast(const Tensor& src, const Tensor& dst);
 
+// ---- copy_tensors: equal-length lists, each pair defined, one dtype and one element count ---------------
+void copy_tensors(const std::vector<Tensor>& src, const std::vector<Tensor>& dst);
+
 }  // namespace rf::checks

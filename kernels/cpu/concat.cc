@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/validate.h"
 
 namespace rf::cpu {
 
@@ -66,6 +67,12 @@ void split_columns(const Tensor& in, const Tensor* addend, const std::vector<Ten
       }
     }
   }
+}
+
+void copy_tensors(const std::vector<Tensor>& src, const std::vector<Tensor>& dst) {
+  checks::copy_tensors(src, dst);
+  for (size_t i = 0; i < src.size(); ++i)
+    if (src[i].raw() != dst[i].raw()) std::memcpy(dst[i].raw(), src[i].raw(), src[i].nbytes());
 }
 
 }  // namespace rf::cpu

@@ -53,6 +53,7 @@ void bce_with_logits_backward(const Tensor& logits, const Tensor& labels, float 
 void cast(const Tensor& src, Tensor& dst);
 
 void concat_columns(const std::vector<Tensor>& parts, Tensor& out);
+void copy_tensors(const std::vector<Tensor>& src, const std::vector<Tensor>& dst);
 void split_columns(const Tensor& in, const Tensor* addend, const std::vector<Tensor>& parts);
 
 }  // namespace rf::cpu

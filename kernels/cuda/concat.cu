@@ -1,11 +1,12 @@
-// CUDA column concat/split (kernels/concat.h). Up to kMaxParts parts go into one launch through a
-// by-value descriptor (kernel parameters, no host-to-device copy of pointers): blockIdx.y picks the
-// part, a grid-stride loop over its rows * width elements copies (or adds) with coalesced accesses
+// CUDA column concat/split and copy_tensors (kernels/concat.h). Up to kMaxParts parts go into one launch
+// through a by-value descriptor (kernel parameters, no host-to-device copy of pointers): blockIdx.y picks
+// the part, a grid-stride loop over its rows * width elements copies (or adds) with coalesced accesses
 // along the row. Pure copies and one fp32 add per element, so the results equal the CPU's bit for bit.
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/validate.h"
 
 namespace rf::cuda {
 
@@ -86,7 +87,69 @@ void run(const Tensor& wide, const Tensor* addend, const std::vector<Tensor>& pa
   }
 }
 
+// Pair p of a copy_tensors launch: units[p] elements of unit[p] bytes (16, 8, 4, 2 or 1: the widest that
+// both pointers' alignment and the byte count allow).
+struct Copies {
+  const char* src[kMaxParts];
+  char* dst[kMaxParts];
+  int64_t units[kMaxParts];
+  int32_t unit[kMaxParts];
+};
+
+template <class U>
+__device__ void copy_units(const char* src, char* dst, int64_t n) {
+  const U* s = reinterpret_cast<const U*>(src);
+  U* d = reinterpret_cast<U*>(dst);
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    d[i] = s[i];
+}
+
+__global__ void copies_kernel(Copies c) {
+  const int p = blockIdx.y;
+  switch (c.unit[p]) {
+    case 16: copy_units<uint4>(c.src[p], c.dst[p], c.units[p]); break;
+    case 8: copy_units<uint2>(c.src[p], c.dst[p], c.units[p]); break;
+    case 4: copy_units<uint32_t>(c.src[p], c.dst[p], c.units[p]); break;
+    case 2: copy_units<uint16_t>(c.src[p], c.dst[p], c.units[p]); break;
+    default: copy_units<uint8_t>(c.src[p], c.dst[p], c.units[p]); break;
+  }
+}
+
 }  // namespace
+
+void copy_tensors(const std::vector<Tensor>& src, const std::vector<Tensor>& dst) {
+  checks::copy_tensors(src, dst);
+  if (src.empty()) return;
+  detail::DeviceScope scope(src[0]);
+  Copies c{};
+  int count = 0;
+  int64_t most = 0;
+  auto flush = [&]() {
+    if (count == 0) return;
+    copies_kernel<<<dim3(detail::grid_for(most, kThreads, 2048), static_cast<unsigned>(count)), kThreads, 0,
+                    detail::stream()>>>(c);
+    detail::check_launch();
+    c = Copies{};
+    count = 0;
+    most = 0;
+  };
+  for (size_t i = 0; i < src.size(); ++i) {
+    const size_t bytes = src[i].nbytes();
+    if (bytes == 0 || src[i].raw() == dst[i].raw()) continue;
+    int unit = 16;
+    while (unit > 1 && (bytes % static_cast<size_t>(unit) != 0 || detail::alignment_of(src[i].raw()) < unit ||
+                        detail::alignment_of(dst[i].raw()) < unit))
+      unit /= 2;
+    c.src[count] = static_cast<const char*>(src[i].raw());
+    c.dst[count] = static_cast<char*>(dst[i].raw());
+    c.unit[count] = unit;
+    c.units[count] = static_cast<int64_t>(bytes) / unit;
+    most = std::max(most, c.units[count]);
+    if (++count == kMaxParts) flush();
+  }
+  flush();
+}
 
 void concat_columns(const std::vector<Tensor>& parts, Tensor& out) { run<true>(out, nullptr, parts, "concat_columns"); }
 

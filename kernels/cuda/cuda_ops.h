@@ -104,5 +104,6 @@ void bce_with_logits_backward(const Tensor& logits, const Tensor& labels, float 
 // ---- column concat / split (kernels/concat.cu): one launch per 64 parts, no synchronisation ----------
 void concat_columns(const std::vector<Tensor>& parts, Tensor& out);
 void split_columns(const Tensor& in, const Tensor* addend, const std::vector<Tensor>& parts);
+void copy_tensors(const std::vector<Tensor>& src, const std::vector<Tensor>& dst);
 
 }  // namespace rf::cuda

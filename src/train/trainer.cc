@@ -7,6 +7,7 @@
 #include <fstream>
 #include <optional>
 
+#include "kernels/concat.h"
 #include "kernels/embedding_bag.h"
 #include "kernels/loss.h"
 #include "kernels/loss_scaler.h"
@@ -74,21 +75,26 @@ std::vector<Shape> shapes_of(const data::Batch& b) {
   return s;
 }
 
-// Queues copies of every tensor of `from` into the same-shaped tensor of `to` on the device's stream,
-// without waiting for page-locked sources (a loader's batch stays valid until the second following
-// next(), and the step's loss read waits for the copies first).
+// Queues copies of every tensor of `from` into the same-shaped tensor of `to` on the device's stream:
+// one launch for a batch already on that device, else a copy per tensor that does not wait for a
+// page-locked source (a loader's batch stays valid until the second following next(), and every step
+// reads its loss, which waits for the copies, before it returns).
 void copy_batch(data::Batch& to, const data::Batch& from) {
-  auto copy = [](Tensor& dst, const Tensor& src) {
-    RF_CHECK(dst.shape() == src.shape() && dst.dtype() == src.dtype(), "train.cuda_graph: batch tensor ",
-             shape_str(src.shape()), " does not fit the captured ", shape_str(dst.shape()));
-    copy_bytes_async(dst.raw(), dst.device(), src.raw(), src.device(), src.nbytes());
-  };
-  copy(to.labels, from.labels);
-  copy(to.dense, from.dense);
+  std::vector<Tensor> src{from.labels, from.dense}, dst{to.labels, to.dense};
   for (size_t f = 0; f < from.indices.size(); ++f) {
-    copy(to.indices[f], from.indices[f]);
-    copy(to.offsets[f], from.offsets[f]);
+    src.push_back(from.indices[f]);
+    src.push_back(from.offsets[f]);
+    dst.push_back(to.indices[f]);
+    dst.push_back(to.offsets[f]);
   }
+  RF_CHECK(src.size() == dst.size(), "training step: a batch of ", from.indices.size(), " features for ",
+           to.indices.size());
+  for (size_t i = 0; i < src.size(); ++i)
+    RF_CHECK(dst[i].shape() == src[i].shape() && dst[i].dtype() == src[i].dtype(), "training step: batch tensor ",
+             shape_str(src[i].shape()), " does not fit the device buffer ", shape_str(dst[i].shape()));
+  if (from.labels.device() == to.labels.device()) return copy_tensors(src, dst);
+  for (size_t i = 0; i < src.size(); ++i)
+    copy_bytes_async(dst[i].raw(), dst[i].device(), src[i].raw(), src[i].device(), src[i].nbytes());
 }
 
 data::Batch empty_like(const data::Batch& b, Device dev) {
@@ -98,6 +104,14 @@ data::Batch empty_like(const data::Batch& b, Device dev) {
   out.dense = like(b.dense);
   for (const Tensor& t : b.indices) out.indices.push_back(like(t));
   for (const Tensor& t : b.offsets) out.offsets.push_back(like(t));
+  return out;
+}
+
+// The step's batch on `dev` (as it is when already there), its copies queued as copy_batch's.
+data::Batch batch_on(const data::Batch& b, Device dev) {
+  if (!b.labels.defined() || b.labels.device() == dev) return b;
+  data::Batch out = empty_like(b, dev);
+  copy_batch(out, b);
   return out;
 }
 
@@ -376,7 +390,7 @@ double Trainer::train_step_local(const data::Batch& host_or_device, int64_t glob
   // The per-step scalars, where the device optimizers read them from device memory (after a capture).
   optimizer_->prepare_step(step_, schedule_->scale(step_));
   const Device dev = device();
-  const data::Batch mine = data::batch_to(host_or_device, dev);  // host -> device once per step on a GPU
+  const data::Batch mine = batch_on(host_or_device, dev);  // host -> device once per step on a GPU
   int64_t n = mine.size();
   if (global_rows < 0) {  // the loader split the batch: the ranks' shares add up to the global batch
     Tensor rows = Tensor::from_vector<int64_t>({n}, {1});

@@ -1,6 +1,6 @@
 // concat_columns / split_columns: the CPU op against a naive per-element loop (odd widths, many parts,
 // the addend), and the CUDA op against the CPU op on the same random inputs (bit-exact: both only copy
-// or do one fp32 add per element). The CUDA cases skip without a device.
+// or do one fp32 add per element); copy_tensors on both. The CUDA cases skip without a device.
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -105,6 +105,50 @@ TEST(ConcatCuda, MatchesCpuBitForBit) {
             << "part " << i << (add ? " with addend" : "");
     }
   }
+}
+
+// Pairs of every dtype, odd element counts, and sources at odd offsets (slices), so that the CUDA op's
+// widest unit ranges from 16 bytes down to 2; more pairs than one launch takes.
+std::vector<Tensor> copy_sources(Rng& rng, Device dev) {
+  std::vector<Tensor> src;
+  const DType types[] = {DType::kI64, DType::kF32, DType::kBF16, DType::kI32, DType::kF16};
+  for (int i = 0; i < 70; ++i) {
+    const DType dt = types[i % 5];
+    const int64_t n = 1 + (i * 37) % 300, skip = i % 3;
+    Tensor whole = Tensor::empty({n + skip}, dt);
+    uint8_t* bytes = static_cast<uint8_t*>(whole.raw());
+    for (size_t b = 0; b < whole.nbytes(); ++b) bytes[b] = static_cast<uint8_t>(rng.integer(0, 255));
+    src.push_back(whole.to(dev).slice_rows(skip, n + skip));
+  }
+  return src;
+}
+
+std::vector<uint8_t> bytes_of(const Tensor& t) {
+  const Tensor h = t.to(Device::cpu());
+  const uint8_t* p = static_cast<const uint8_t*>(h.raw());
+  return std::vector<uint8_t>(p, p + h.nbytes());
+}
+
+TEST(CopyTensors, CopiesEveryPairAndRefusesMismatches) {
+  Rng rng(41);
+  const std::vector<Tensor> src = copy_sources(rng, Device::cpu());
+  std::vector<Tensor> dst;
+  for (const Tensor& t : src) dst.push_back(Tensor::zeros(t.shape(), t.dtype()));
+  copy_tensors(src, dst);
+  for (size_t i = 0; i < src.size(); ++i) EXPECT_EQ(bytes_of(dst[i]), bytes_of(src[i])) << "pair " << i;
+  EXPECT_THROW(copy_tensors({src[0]}, {Tensor::zeros(src[0].shape(), DType::kF32)}), ShapeError);
+  EXPECT_THROW(copy_tensors({src[0]}, {}), Error);
+}
+
+TEST(CopyTensorsCuda, CopiesEveryPairInOneLaunchPerSixtyFour) {
+  RF_REQUIRE_GPU();
+  Rng rng(42);
+  const std::vector<Tensor> src = copy_sources(rng, Device::cuda(0));
+  std::vector<Tensor> dst;
+  for (const Tensor& t : src)  // destinations at an odd offset too
+    dst.push_back(Tensor::zeros({t.numel() + 1}, t.dtype(), Device::cuda(0)).slice_rows(1, t.numel() + 1));
+  copy_tensors(src, dst);
+  for (size_t i = 0; i < src.size(); ++i) EXPECT_EQ(bytes_of(dst[i]), bytes_of(src[i])) << "pair " << i;
 }
 
 }  // namespace
