@@ -116,6 +116,7 @@ const std::vector<ConfigKey> kSchema = {
   {"bench.target",                  choice_key("dlrm|comm|loader|sharding"), "dlrm",      "bench: what to benchmark (dlrm: the model in [model] on generated batches; comm: collectives; loader: data loading vs the trainer; sharding: all-to-all time and memory per rank of each embedding sharding mode)"},
   {"bench.steps",                   int_key(1),                        "50",              "bench: timed training steps"},
   {"bench.warmup",                  int_key(0),                        "5",               "bench: untimed steps before timing"},
+  {"bench.host_batches",            bool_key(),                        "false",           "bench dlrm on a GPU: keep the generated batches in page-locked host memory and copy each step's batch to the device, as training from the shard loader does (false: batches already on the device)"},
   {"bench.rows_per_table",          int_key(1),                        "1000000",         "bench: rows of each embedding table with generated batches"},
   {"bench.loader_rows",             int_key(1000),                     "300000",          "bench loader: rows of generated Criteo-format data"},
   {"bench.tables",                  int_key(1),                        "26",              "bench: number of embedding tables (categorical features)"},

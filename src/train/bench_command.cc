@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <random>
 
+#include "dataloader/cuda/h2d_copy.h"
 #include "dataloader/synth.h"
 #include "kernels/threads.h"
 #include "parallel/process_group.h"
@@ -73,10 +74,24 @@ int run_bench(const Config& cfg) {
   int64_t steps = cfg.get_int("bench.steps");
   int64_t warmup = cfg.get_int("bench.warmup");
 
-  // A few distinct batches so that the same rows are not hit every step.
+  // A few distinct batches so that the same rows are not hit every step. On a GPU they live on the device,
+  // or (bench.host_batches) in page-locked host memory like the shard loader's, copied every step.
+  const bool host_batches = cfg.get_bool("bench.host_batches") && trainer.device().is_cuda();
   std::vector<data::Batch> batches;
-  for (uint64_t s = 0; s < 4; ++s)
-    batches.push_back(data::batch_to(data::random_batch(batch, kNumDense, mc.table_sizes, 17 + s), trainer.device()));
+  std::vector<void*> pinned;
+  for (uint64_t s = 0; s < 4; ++s) {
+    data::Batch b = data::random_batch(batch, kNumDense, mc.table_sizes, 17 + s);
+    if (!host_batches) {
+      batches.push_back(data::batch_to(b, trainer.device()));
+      continue;
+    }
+    for (const Tensor* t : std::vector<const Tensor*>{&b.labels, &b.dense})
+      if (data::pin_host_memory(t->raw(), t->nbytes())) pinned.push_back(t->raw());
+    for (const auto* list : {&b.indices, &b.offsets})
+      for (const Tensor& t : *list)
+        if (data::pin_host_memory(t.raw(), t.nbytes())) pinned.push_back(t.raw());
+    batches.push_back(b);
+  }
 
   for (int64_t i = 0; i < warmup; ++i) trainer.train_step(batches[static_cast<size_t>(i) % batches.size()]);
   wait_for(trainer);
@@ -112,12 +127,14 @@ int run_bench(const Config& cfg) {
               static_cast<long long>(trainer.cuda_graph_replays() - replays_before), static_cast<long long>(steps));
   std::printf("samples/s          %10.0f\n", samples_per_s);
   std::printf("{\"bench\": \"%s\", \"model\": \"%s\", \"device\": \"%s\", \"batch\": %lld, \"threads\": %d, "
-              "\"precision\": \"%s\", \"fused_embedding_update\": %s, \"cuda_graph\": %s, \"median_step_ms\": %.4f, "
-              "\"samples_per_s\": %.1f}\n",
+              "\"precision\": \"%s\", \"fused_embedding_update\": %s, \"cuda_graph\": %s, \"host_batches\": %s, "
+              "\"median_step_ms\": %.4f, \"samples_per_s\": %.1f}\n",
               cfg.get_string("bench.target").c_str(), mc.type.c_str(), mc.device.str().c_str(),
               static_cast<long long>(batch), num_threads(), cfg.get_string("train.precision").c_str(),
               cfg.get_bool("train.fused_embedding_update") ? "true" : "false",
-              cfg.get_bool("train.cuda_graph") ? "true" : "false", median_ms, samples_per_s);
+              cfg.get_bool("train.cuda_graph") ? "true" : "false", host_batches ? "true" : "false", median_ms,
+              samples_per_s);
+  for (void* p : pinned) data::unpin_host_memory(p);  // before the batches' memory goes
   return 0;
 }
 
