@@ -24,17 +24,22 @@ CudaGraph::CudaGraph(int device) : device_(device) {}
 
 CudaGraph::~CudaGraph() { reset(); }
 
+// Runs from the destructor too: nothing here throws, and nothing touches CUDA when there is nothing to free.
 void CudaGraph::reset() {
-  CudaDeviceGuard guard(device_);
+  if (!exec_ && !graph_ && !pool_) return;
+  int previous = 0;
+  cudaGetDevice(&previous);
+  cudaSetDevice(device_);
   if (exec_) {
     // Queued replays must finish before their memory goes back to the cache.
-    cudaStreamSynchronize(stream_of(device_));
+    cudaStreamSynchronize(static_cast<cudaStream_t>(device_compute_stream(device_)));
     cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
   }
   if (graph_) cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));
   exec_ = graph_ = nullptr;
   if (pool_) device_pool_release(device_, pool_);
   pool_ = 0;
+  cudaSetDevice(previous);
 }
 
 void CudaGraph::capture(const char* what, const std::function<void()>& body) {
