@@ -39,6 +39,7 @@ fi
 args=(profile
   --trace=cuda,nvtx,osrt          # kernels/memcpys, recforge's phase ranges, host waits (data loader, locks)
   --cuda-memory-usage=true        # the caching allocator's footprint over time
+  --cuda-graph-trace=node         # train.cuda_graph: each kernel of a replayed step, not one graph range
   --sample=none --cpuctxsw=none   # CPU sampling adds overhead and noise to step times
   --force-overwrite=true
   --output="$out")
