@@ -29,7 +29,8 @@ class AsyncBatchCopier {
   // for that buffer's previous batch has passed that point. `host` must stay unchanged until the copy
   // is complete (the prefetch buffers guarantee this for the batch before the current one).
   const Batch& copy_async(const Batch& host);
-  // Makes `compute_stream` (a cudaStream_t; nullptr = the legacy default stream) wait for the last copy.
+  // Makes `compute_stream` (a cudaStream_t; nullptr = the device's compute stream, src/core/allocator.h)
+  // wait for the last copy.
   void wait_ready(void* compute_stream);
   // Records that work queued so far on `compute_stream` is the last use of the last copied batch.
   void mark_consumed(void* compute_stream);

@@ -95,12 +95,19 @@ const Batch& AsyncBatchCopier::copy_async(const Batch& host) {
   return m.dev[i];
 }
 
+namespace {
+// nullptr: the device's compute stream, where recforge's kernels run.
+cudaStream_t stream_or_compute(void* stream, int device) {
+  return static_cast<cudaStream_t>(stream ? stream : device_compute_stream(device));
+}
+}  // namespace
+
 void AsyncBatchCopier::wait_ready(void* compute_stream) {
-  RF_CHECK_CUDA(cudaStreamWaitEvent(static_cast<cudaStream_t>(compute_stream), impl_->ready[impl_->cur], 0));
+  RF_CHECK_CUDA(cudaStreamWaitEvent(stream_or_compute(compute_stream, impl_->device), impl_->ready[impl_->cur], 0));
 }
 
 void AsyncBatchCopier::mark_consumed(void* compute_stream) {
-  RF_CHECK_CUDA(cudaEventRecord(impl_->consumed[impl_->cur], static_cast<cudaStream_t>(compute_stream)));
+  RF_CHECK_CUDA(cudaEventRecord(impl_->consumed[impl_->cur], stream_or_compute(compute_stream, impl_->device)));
   impl_->consumed_recorded[impl_->cur] = true;
 }
 
