@@ -115,16 +115,19 @@ data::Batch batch_on(const data::Batch& b, Device dev) {
   return out;
 }
 
+// The embedding ops' device-side bounds checks (they synchronise) as train.bounds_checks says for the
+// steps of this trainer, restored afterwards; a captured step has them off (its batches are checked
+// before each replay instead).
 #if RECFORGE_WITH_CUDA
-// The embedding ops' device-side bounds checks synchronise; a captured step has them off (its batches
-// are checked on the host instead).
-struct BoundsChecksOff {
+struct ScopedBoundsChecks {
   bool was = cuda::embedding_bounds_checks();
-  BoundsChecksOff() { cuda::set_embedding_bounds_checks(false); }
-  ~BoundsChecksOff() { cuda::set_embedding_bounds_checks(was); }
+  explicit ScopedBoundsChecks(bool on) { cuda::set_embedding_bounds_checks(on); }
+  ~ScopedBoundsChecks() { cuda::set_embedding_bounds_checks(was); }
 };
 #else
-struct BoundsChecksOff {};
+struct ScopedBoundsChecks {
+  explicit ScopedBoundsChecks(bool) {}
+};
 #endif
 
 OptimizerHyperparams hyperparams_from(const Config& cfg) {
@@ -261,6 +264,7 @@ Trainer::Trainer(const Config& cfg, const ModelConfig& mc) : cfg_(cfg), timing_(
   schedule_->decay_steps = cfg.get_int("optimizer.decay_steps");
   schedule_->validate();
   batch_size_ = cfg.get_int("train.batch_size");
+  bounds_checks_ = cfg.get_bool("train.bounds_checks");
   if (dp_size_ > 1) {
     dp_ = std::make_unique<MpiCommunicator>(grid.data_parallel);
     ParameterList replicated;  // sharded parameters are initialised identically from the seed
@@ -322,14 +326,10 @@ bool Trainer::graph_step(const data::Batch& batch, double& loss) {
   if (g.graph.captured() && shapes != g.shapes) return false;
   ScopedPhase phase(timing_->timers, g.phase);
   RF_NVTX_RANGE("step (CUDA graph)");
-  // The captured step cannot stop for the embedding ops' bounds checks: the batch is checked here, with
-  // the same errors (table, bag, position). Host batches (the loader's) always; batches already on the
-  // device as the eager forward would check them, when the device bounds checks are on.
-  bool check = batch.indices.empty() || batch.indices[0].device().is_cpu();
-#if RECFORGE_WITH_CUDA
-  check = check || cuda::embedding_bounds_checks();
-#endif
-  if (check) check_embedding_bags(batch.indices, batch.offsets, g.table_rows);
+  // The captured step cannot stop for the embedding ops' bounds checks: with train.bounds_checks the
+  // batch is checked here instead, with the same errors (table, bag, position): on the host for the
+  // loader's batches, with one launch and one synchronisation for batches already on the device.
+  if (bounds_checks_) check_embedding_bags(batch.indices, batch.offsets, g.table_rows);
   const Device dev = device();
   if (!g.graph.captured()) {
     g.input = empty_like(batch, dev);
@@ -344,7 +344,7 @@ bool Trainer::graph_step(const data::Batch& batch, double& loss) {
     const ModelInput in = model_input(g.input);
     const int64_t step = step_;
     const double lr_scale = schedule_->scale(step_);
-    BoundsChecksOff checks_off;
+    ScopedBoundsChecks checks_off(false);
     // One rank and no loss scaling (the constructor refuses the rest): the gradient scale is 1.
     try {
       g.graph.capture("train.cuda_graph", [&] {
@@ -389,6 +389,7 @@ double Trainer::train_step_local(const data::Batch& host_or_device, int64_t glob
   }
   // The per-step scalars, where the device optimizers read them from device memory (after a capture).
   optimizer_->prepare_step(step_, schedule_->scale(step_));
+  ScopedBoundsChecks checks(bounds_checks_);
   const Device dev = device();
   const data::Batch mine = batch_on(host_or_device, dev);  // host -> device once per step on a GPU
   int64_t n = mine.size();

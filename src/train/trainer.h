@@ -89,6 +89,7 @@ class Trainer {
   int64_t step_ = 0;
   int64_t epoch_ = 0;  // epoch of the next batch
   int64_t batch_size_ = 0;
+  bool bounds_checks_ = true;  // train.bounds_checks
   int64_t eval_batch_size_ = 0;
   struct Timing;
   std::unique_ptr<Timing> timing_;

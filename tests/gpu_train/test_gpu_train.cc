@@ -143,17 +143,18 @@ TEST(GpuTrain, FusedEmbeddingUpdateEqualsTheSparseGradPath) {
 TEST(GpuTrain, CudaGraphStepsEqualEagerSteps) {
   RF_REQUIRE_GPU();
   struct Case {
-    std::string type, dense, sparse, precision;
+    std::string type, dense, sparse, precision, bounds_checks;
   };
-  for (const Case& c : {Case{"dlrm", "adam", "rowwise_adagrad", "bf16"}, Case{"dcnv2", "adamw", "sgd", "fp32"},
-                       Case{"dlrm", "adagrad", "sgd", "fp32"}, Case{"dcnv2", "sgd", "rowwise_adagrad", "bf16"}}) {
-    SCOPED_TRACE(c.type + " " + c.dense + " " + c.sparse + " " + c.precision);
+  for (const Case& c : {Case{"dlrm", "adam", "rowwise_adagrad", "bf16", "true"},
+                        Case{"dcnv2", "adamw", "sgd", "fp32", "false"}, Case{"dlrm", "adagrad", "sgd", "fp32", "true"},
+                        Case{"dcnv2", "sgd", "rowwise_adagrad", "bf16", "false"}}) {
+    SCOPED_TRACE(c.type + " " + c.dense + " " + c.sparse + " " + c.precision + " bounds_checks=" + c.bounds_checks);
     // Warm-up then decay: the learning rate changes every step, so a scalar baked into the graph shows.
     const Config base = run_config("graph", "cuda", c.precision, c.type)
                             .with_overrides({"--optimizer.dense=" + c.dense, "--optimizer.sparse=" + c.sparse,
                                              "--optimizer.weight_decay=0.01", "--optimizer.warmup_steps=3",
                                              "--optimizer.decay=linear", "--optimizer.decay_start=4",
-                                             "--optimizer.decay_steps=20"});
+                                             "--optimizer.decay_steps=20", "--train.bounds_checks=" + c.bounds_checks});
     ModelConfig mc = test::small_model(c.type, Device::cuda(0), c.precision == "bf16" ? DType::kBF16 : DType::kF32);
     Trainer graph(base.with_overrides({"--train.cuda_graph=true"}), mc), eager(base, mc);
     // Step 0 runs eagerly (warm-up), step 1 is captured and replayed, step 5's shorter batch runs

@@ -88,6 +88,30 @@ TEST(Trainer, SameSeedSameLosses) {
   EXPECT_LT(losses[0].back(), losses[0].front());
 }
 
+// train.bounds_checks=false only skips the GPU's redundant checks; the CPU ops check every index anyway,
+// so the CPU step is unchanged, and a bad index is still refused there.
+TEST(Trainer, BoundsChecksKeyLeavesTheCpuStepAlone) {
+  std::vector<double> losses[2];
+  data::Batch first;
+  for (int run = 0; run < 2; ++run) {
+    std::vector<std::string> o = base_overrides(data_dir() / ("checks" + std::to_string(run)));
+    if (run == 1) o.push_back("--train.bounds_checks=false");
+    Config cfg = Config::load("", o);
+    Trainer trainer(cfg);
+    data::TsvReader reader(schema_from(cfg), {(data_dir() / "train.tsv").string()});
+    data::Batch b;
+    for (int i = 0; i < 5 && reader.next(b, 256); ++i) {
+      if (i == 0) first = b;
+      losses[run].push_back(trainer.train_step(b));
+    }
+    if (run == 1) {
+      first.indices[0].data<int64_t>()[3] = 1 << 30;
+      EXPECT_THROW(trainer.train_step(first), DataError);
+    }
+  }
+  EXPECT_EQ(losses[0], losses[1]);
+}
+
 // train.cuda_graph needs a step the host never has to look into: it is refused, naming the key and the
 // reason, where that does not hold (here: the CPU device; the GPU cases are in tests/gpu_train).
 TEST(Trainer, CudaGraphOnTheCpuIsAConfigError) {
