@@ -131,6 +131,7 @@ void check_embedding_bags(const std::vector<Tensor>& indices, const std::vector<
   std::vector<const Tensor*> all;
   for (const auto* list : {&indices, &offsets})
     for (const Tensor& t : *list) all.push_back(&t);
+  if (all.empty() && num_rows.empty()) return;  // no tables: nothing to check
   if (all.empty() || common_device("check_embedding_bags", all).is_cpu())
     return cpu::check_bags(indices, offsets, num_rows);
   RF_CUDA_OR_THROW(check_embedding_bags, return cuda::check_embedding_bags(indices, offsets, num_rows));

@@ -256,6 +256,11 @@ int64_t embedding_bags_forward(const std::vector<Tensor>& tables, const std::vec
   return batch;
 }
 
+int64_t embedding_bags_lists(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                             size_t num_tables, BagCheck backend_check) {
+  return table_bags("embedding_bags_forward", indices, offsets, num_tables, backend_check);
+}
+
 int64_t embedding_bags_backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                                 const Tensor& grad_out, const std::vector<int64_t>& num_rows, BagCheck backend_check) {
   const char* op = "embedding_bags_backward";

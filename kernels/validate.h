@@ -67,6 +67,9 @@ int64_t embedding_bags_forward(const std::vector<Tensor>& tables, const std::vec
 void embedding_tables(const char* op, const std::vector<const Tensor*>& tables);
 int64_t embedding_bags_backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                                 const Tensor& grad_out, const std::vector<int64_t>& num_rows, BagCheck backend_check);
+// The bag lists alone, as embedding_bags_forward checks them, for `num_tables` tables (check_embedding_bags).
+int64_t embedding_bags_lists(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                             size_t num_tables, BagCheck backend_check);
 
 // ---- loss: logits, labels [batch] fp32. Each returns batch. -------------------------------------------
 // The inputs, and a batch of at least one (a mean needs one).

@@ -198,27 +198,20 @@ std::vector<SparseGrad> embedding_bags_backward(const std::vector<Tensor>& indic
 // bad table is then checked again by the throwing checks, which name the bag and position.
 void check_bags(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                 const std::vector<int64_t>& num_rows) {
-  RF_CHECK(indices.size() == offsets.size() && indices.size() == num_rows.size(), "check_embedding_bags: ",
-           indices.size(), " index tensors, ", offsets.size(), " offset tensors, ", num_rows.size(), " tables");
+  const int64_t batch = checks::embedding_bags_lists(indices, offsets, num_rows.size(), nullptr);  // shapes only
   const int64_t T = static_cast<int64_t>(indices.size());
-  auto op_of = [](int64_t t) { return "embedding_bags_forward (table " + std::to_string(t) + ")"; };
-  std::vector<int64_t> batch(static_cast<size_t>(T));
   int64_t lookups = 0;
-  for (int64_t t = 0; t < T; ++t) {
-    const size_t i = static_cast<size_t>(t);
-    batch[i] = checks::embedding_bags(op_of(t).c_str(), indices[i], offsets[i], nullptr);  // shapes only
-    lookups += indices[i].numel();
-  }
+  for (const Tensor& t : indices) lookups += t.numel();
   std::vector<char> ok(static_cast<size_t>(T), 1);
 #pragma omp parallel for schedule(dynamic) if (lookups > (int64_t{1} << 16))
   for (int64_t t = 0; t < T; ++t) {
     const size_t i = static_cast<size_t>(t);
     const int64_t* off = offsets[i].data<int64_t>();
     const int64_t* ind = indices[i].data<int64_t>();
-    const int64_t b = batch[i], nnz = indices[i].numel();
+    const int64_t nnz = indices[i].numel();
     const uint64_t rows = static_cast<uint64_t>(num_rows[i]);
-    bool good = off[0] == 0 && off[b] == nnz;
-    for (int64_t k = 0; k < b; ++k) good &= off[k + 1] >= off[k];
+    bool good = off[0] == 0 && off[batch] == nnz;
+    for (int64_t k = 0; k < batch; ++k) good &= off[k + 1] >= off[k];
     // With good offsets the bags cover [0, nnz) exactly: every index is some bag's.
     for (int64_t k = 0; k < nnz; ++k) good &= static_cast<uint64_t>(ind[k]) < rows;
     ok[i] = good;
@@ -226,9 +219,9 @@ void check_bags(const std::vector<Tensor>& indices, const std::vector<Tensor>& o
   for (int64_t t = 0; t < T; ++t) {
     const size_t i = static_cast<size_t>(t);
     if (ok[i]) continue;
-    const std::string op = op_of(t);
-    check_offsets(op.c_str(), indices[i], offsets[i], batch[i]);
-    check_indices(op.c_str(), indices[i].data<int64_t>(), offsets[i].data<int64_t>(), batch[i], num_rows[i]);
+    const std::string op = "embedding_bags_forward (table " + std::to_string(t) + ")";
+    check_offsets(op.c_str(), indices[i], offsets[i], batch);
+    check_indices(op.c_str(), indices[i].data<int64_t>(), offsets[i].data<int64_t>(), batch, num_rows[i]);
   }
 }
 

@@ -516,16 +516,7 @@ void embedding_bags_forward(const std::vector<Tensor>& tables, const std::vector
 void check_embedding_bags(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                           const std::vector<int64_t>& num_rows) {
   const char* op = "embedding_bags_forward";
-  RF_CHECK(indices.size() == offsets.size() && indices.size() == num_rows.size(), "check_embedding_bags: ",
-           indices.size(), " index tensors, ", offsets.size(), " offset tensors, ", num_rows.size(), " tables");
-  if (indices.empty()) return;
-  int64_t batch = -1;
-  for (size_t t = 0; t < indices.size(); ++t) {
-    const std::string o = std::string(op) + " (table " + std::to_string(t) + ")";
-    const int64_t b = checks::embedding_bags(o.c_str(), indices[t], offsets[t], detail::check_lookup_count);
-    RF_CHECK(batch < 0 || b == batch, o, ": ", b, " bags, table 0 has ", batch);
-    batch = b;
-  }
+  const int64_t batch = checks::embedding_bags_lists(indices, offsets, num_rows.size(), detail::check_lookup_count);
   if (batch == 0) return;
   detail::DeviceScope scope(indices[0]);
   validate_now(op, true, describe(nullptr, indices, offsets, num_rows, batch), indices, offsets, indices[0].device());

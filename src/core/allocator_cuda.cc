@@ -128,8 +128,7 @@ void* device_allocate(size_t bytes, int device) {
       ++c.stats.cache_hits;
     }
   }
-  if (!ptr) {
-    size = device_block_size(bytes);
+  if (!ptr) {  // `size` is still the rounded request: take_block changes it only when it finds a block
     CudaDeviceGuard guard(device);
     cudaError_t err = malloc_outside_capture(&ptr, size);
     if (err == cudaErrorMemoryAllocation) {

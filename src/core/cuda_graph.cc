@@ -32,7 +32,7 @@ void CudaGraph::reset() {
   cudaSetDevice(device_);
   if (exec_) {
     // Queued replays must finish before their memory goes back to the cache.
-    cudaStreamSynchronize(static_cast<cudaStream_t>(device_compute_stream(device_)));
+    cudaStreamSynchronize(stream_of(device_));
     cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
   }
   if (graph_) cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));

@@ -338,9 +338,8 @@ bool Trainer::graph_step(const data::Batch& batch, double& loss) {
     g.loss = Tensor::empty({1}, DType::kF32, dev);
     g.shapes = shapes;
     // From now on every step's launches read the learning rate and bias corrections from the device
-    // (the array is allocated and written here, outside the capture).
+    // (the array is allocated here, outside the capture; prepare_step below writes it before the replay).
     optimizer_->set_scalars_on_device(true);
-    optimizer_->prepare_step(step_, schedule_->scale(step_));
     const ModelInput in = model_input(g.input);
     const int64_t step = step_;
     const double lr_scale = schedule_->scale(step_);
