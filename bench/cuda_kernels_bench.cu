@@ -186,6 +186,47 @@ int main(int argc, char** argv) {
       }
       return median_ms([&](int i) { graphs[static_cast<size_t>(i % kRotate)]->replay(); }, reps, 3);
     };
+    // The fused call on the hashed path (cuda::set_deterministic_embedding_update(false)): eagerly, or
+    // replayed from CUDA graphs; the setting restored after.
+    auto hashed_ms = [&](const std::function<void(int)>& fn, bool replayed) {
+      const bool was = cuda::deterministic_embedding_update();
+      cuda::set_deterministic_embedding_update(false);
+      const double ms = replayed ? graph_ms(fn) : median_ms(fn, reps, 3);
+      cuda::set_deterministic_embedding_update(was);
+      return ms;
+    };
+    // Validates the hashed fused row-wise Adagrad against the sorted one on copies of the tables (same
+    // start, same batch): fp32 sums of a row's gradients in another order, a few ulps of the update.
+    auto check_hashed = [&](const char* what, const std::vector<Tensor>& tables, const std::vector<Tensor>& idx,
+                            const std::vector<Tensor>& off, const Tensor& go) {
+      std::vector<Tensor> w[2], a[2];
+      for (int k = 0; k < 2; ++k) {
+        std::vector<Tensor*> wp, ap;
+        for (const Tensor& t : tables) {
+          w[k].push_back(t.clone());
+          a[k].push_back(Tensor::zeros({t.size(0)}, DType::kF32, kDev));
+        }
+        for (size_t t = 0; t < tables.size(); ++t) {
+          wp.push_back(&w[k][t]);
+          ap.push_back(&a[k][t]);
+        }
+        cuda::set_deterministic_embedding_update(k == 0);
+        embedding_bags_backward_rowwise_adagrad(idx, off, go, PoolMode::kSum, wp, ap, RowwiseAdagradArgs{});
+      }
+      cuda::set_deterministic_embedding_update(true);
+      double worst = 0;
+      for (size_t t = 0; t < tables.size(); ++t) {
+        Tensor xs = Tensor::empty(w[0][t].shape(), DType::kF32, kDev), ys = Tensor::empty(w[0][t].shape(), DType::kF32, kDev);
+        cast(w[0][t], xs);
+        cast(w[1][t], ys);
+        const std::vector<float> x = xs.to_vector<float>(), y = ys.to_vector<float>();
+        for (size_t i = 0; i < x.size(); ++i)
+          worst = std::max(worst, static_cast<double>(std::fabs(x[i] - y[i])) / (1e-3 + std::fabs(x[i])));
+      }
+      // 16-bit tables may round one ulp apart (2^-8 relative for bf16); fp32 differ in a few ulps.
+      if (!(worst < 1e-2)) throw Error(std::string("hashed fused update validation failed (") + what +
+                                       "): max relative diff " + std::to_string(worst));
+    };
     struct EmbShape {
       const char* name;
       int64_t rows, dim, batch, pooling;
@@ -273,7 +314,33 @@ int main(int argc, char** argv) {
         const double replay_ms = graph_ms(fused);
         rows.push_back({std::string("  same, replayed from a CUDA graph ") + s.name + " " + dtype_name(dt), replay_ms,
                         upd_bytes / (replay_ms * 1e6), copy_gbps, "GB/s"});
+        check_hashed(s.name, {table}, {bags[0].indices}, {bags[0].offsets}, go);
+        const double hashed = hashed_ms(fused, false), hashed_replay = hashed_ms(fused, true);
+        rows.push_back({std::string("  same, hashed (train.deterministic=false) ") + s.name + " " + dtype_name(dt), hashed,
+                        upd_bytes / (hashed * 1e6), copy_gbps, "GB/s"});
+        rows.push_back({std::string("  same, hashed, replayed from a CUDA graph ") + s.name + " " + dtype_name(dt),
+                        hashed_replay, upd_bytes / (hashed_replay * 1e6), copy_gbps, "GB/s"});
+        {
+          // The floor of any fused path: the same row-wise Adagrad update of the same rows from gradients
+          // already summed (a SparseGrad per rotated batch, computed beforehand): no sort, no hashing, no
+          // chain from lookups to bags. Its ratio is to the same essential bytes as the fused rows.
+          std::vector<SparseGrad> grads;
+          for (int i = 0; i < kRotate; ++i)
+            grads.push_back(embedding_bag_backward(bags[i].indices, bags[i].offsets, go, PoolMode::kSum, s.rows));
+          const double floor_ms = median_ms(
+              [&](int i) { sparse_rowwise_adagrad_update(table, acc, grads[static_cast<size_t>(i % kRotate)], args); }, reps, 3);
+          rows.push_back({std::string("  floor: the update alone from summed gradients ") + s.name + " " + dtype_name(dt),
+                          floor_ms, upd_bytes / (floor_ms * 1e6), copy_gbps, "GB/s"});
+        }
         if (dt == DType::kF32) {
+          const double hash_ms = median_ms(
+              [&](int i) {
+                cuda::detail::hash_table_lookups("bench", false, {bags[i % kRotate].indices}, {bags[i % kRotate].offsets},
+                                                 {s.rows}, s.batch, false, s.dim);
+              },
+              reps, 3);
+          rows.push_back({std::string("  of which hashing the lookups ") + s.name + " (share of hashed)", hash_ms,
+                          hash_ms / hashed, 1.0, "share"});
           // Where the fused op's time goes: its first phase alone (keys, radix sort, run heads, table starts).
           const double sort_ms = median_ms(
               [&](int i) {
@@ -385,6 +452,28 @@ int main(int argc, char** argv) {
       rows.push_back({"  same, lanes per row not narrowed", fused_wide, upd_bytes / (fused_wide * 1e6), copy_gbps, "GB/s"});
       const double fused_replay = graph_ms(fused);
       rows.push_back({"  same, replayed from a CUDA graph", fused_replay, upd_bytes / (fused_replay * 1e6), copy_gbps, "GB/s"});
+      check_hashed("26 tables", tables, idx[0], off[0], go);
+      const double hashed = hashed_ms(fused, false), hashed_replay = hashed_ms(fused, true);
+      rows.push_back({"  same, hashed (train.deterministic=false)", hashed, upd_bytes / (hashed * 1e6), copy_gbps, "GB/s"});
+      rows.push_back({"  same, hashed, replayed from a CUDA graph", hashed_replay, upd_bytes / (hashed_replay * 1e6),
+                      copy_gbps, "GB/s"});
+      {
+        std::vector<std::vector<SparseGrad>> grads;
+        for (int i = 0; i < kRotate; ++i) grads.push_back(embedding_bags_backward(idx[i], off[i], go, PoolMode::kSum, num_rows));
+        // 26 launches: replayed from CUDA graphs so that the host's launch time does not count.
+        const double floor_ms = graph_ms([&](int i) {
+          for (int64_t t = 0; t < T; ++t)
+            sparse_rowwise_adagrad_update(tables[t], accs[t], grads[static_cast<size_t>(i % kRotate)][static_cast<size_t>(t)], args);
+        });
+        rows.push_back({"  floor: the 26 updates alone from summed gradients, replayed", floor_ms,
+                        upd_bytes / (floor_ms * 1e6), copy_gbps, "GB/s"});
+        const double hash_ms = median_ms(
+            [&](int i) {
+              cuda::detail::hash_table_lookups("bench", true, idx[i % kRotate], off[i % kRotate], num_rows, batch, false, dim);
+            },
+            reps, 3);
+        rows.push_back({"  of which hashing the lookups (share of hashed)", hash_ms, hash_ms / hashed, 1.0, "share"});
+      }
       const double sort_only = median_ms(
           [&](int i) {
             cuda::detail::sort_table_lookups("bench", true, idx[i % kRotate], off[i % kRotate], num_rows, batch, false, false);

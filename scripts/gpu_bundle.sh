@@ -4,7 +4,7 @@
 # libraries they load that a bare CUDA image lacks (Open MPI, HDF5, Boost, OpenBLAS, oneDNN and what
 # they pull in; glibc and the CUDA libraries are the machine's own), into DIR (default .carry/gpu,
 # which git ignores):
-#   DIR/build/recforge, DIR/build/cuda_kernels_bench, DIR/build/tests/<suite>/<test>, DIR/lib.tar.xz
+#   DIR/build.tar.xz (build/recforge, build/cuda_kernels_bench, build/tests/<suite>/<test>), DIR/lib.tar.xz
 # Then run `bash scripts/gpu_run.sh DIR` there with DIR carried along (about 1.5 minutes for the
 # tests and the kernel bench, 4 with --throughput).
 #   scripts/gpu_bundle.sh [DIR] [BUILD_DIR]      (BUILD_DIR default build-gpu, configured if missing)
@@ -38,5 +38,9 @@ ldd "${bins[@]}" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u | whi
 done
 tar -C "$out" -cJf "$out/lib.tar.xz" lib
 rm -rf "$out/lib"
-du -sh "$out/build" "$out/lib.tar.xz"
+# The binaries travel compressed too (their sm_90 code compresses 5:1): the device tool carries 64 MiB.
+for b in "${bins[@]}"; do strip --strip-unneeded "$b"; done
+tar -C "$out" -cJf "$out/build.tar.xz" build
+rm -rf "$out/build"
+du -sh "$out/build.tar.xz" "$out/lib.tar.xz"
 echo "next, with the device tool: run 'bash scripts/gpu_run.sh $out' carrying $out"

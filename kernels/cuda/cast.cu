@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_ops.h"
@@ -13,14 +14,22 @@
 namespace rf::cuda {
 namespace {
 
-using detail::load_f32;
 using detail::store_as;
+
+// The widening of src/core/dtype.h, not the hardware conversion the other kernels load with
+// (detail::load_f32): cvt.f32.f16 turns every fp16 NaN into the canonical NaN, while the CPU cast keeps
+// its payload and sign. Equal for every other value.
+template <class S>
+__device__ __forceinline__ float widen(S v) {
+  if constexpr (std::is_same_v<S, float>) return v;
+  else return to_f32(v);
+}
 
 template <class S, class D>
 __global__ void cast_kernel(const S* __restrict__ src, D* __restrict__ dst, int64_t n) {
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    dst[i] = store_as<D>(load_f32(src[i]));
+    dst[i] = store_as<D>(widen(src[i]));
 }
 
 template <class S, class D>

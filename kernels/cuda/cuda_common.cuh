@@ -17,7 +17,7 @@ namespace rf::cuda::detail {
 
 __device__ __forceinline__ float load_f32(float v) { return v; }
 __device__ __forceinline__ float load_f32(bf16 v) { return __uint_as_float(static_cast<uint32_t>(v.bits) << 16); }
-// The hardware conversion: exact, like every fp16 -> fp32 widening.
+// The hardware conversion: exact for every number, NaNs come out canonical (cast.cu keeps their payload).
 __device__ __forceinline__ float load_f32(f16 v) { return __half2float(__ushort_as_half(v.bits)); }
 
 template <class T>

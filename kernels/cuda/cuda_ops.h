@@ -40,6 +40,14 @@ bool embedding_bounds_checks();
 // squares (a rounding difference), never the fused and SparseGrad paths' agreement.
 void set_sparse_update_narrowing(int narrowing);
 int sparse_update_narrowing();
+// The fused embedding backward + sparse update (embedding_bags_backward_sgd / _rowwise_adagrad): true
+// (default) sorts the lookups and sums each row's gradient in bag order, bit-reproducible; false hashes
+// them by row instead (one insert launch, one update launch): a row looked up once is updated straight
+// from its bag's gradient, the lookups of a row looked up more often add up with float atomics, so the
+// last bits of such a row's update vary from run to run. Calls of more than 32 tables or rows longer than
+// 512 elements (128 when unaligned) always sort. `train.deterministic` in the trainer.
+void set_deterministic_embedding_update(bool on);
+bool deterministic_embedding_update();
 
 // Elementwise fp32/fp16/bf16 conversion on the tensors' device, bit-identical to the CPU cast
 // (round to nearest even as src/core/dtype.h).

@@ -250,6 +250,28 @@ void forward(const char* op, bool grouped, const std::vector<Tensor>& tables, co
 }
 
 // ---- backward --------------------------------------------------------------------------------------
+// Calls f(table, position k, row, bag id t * batch + b) for every lookup of the launch's tables
+// (blockIdx.y: the table), one group of `lanes` lanes per bag and a lane per lookup. Rows are clamped
+// into the table and positions to the table's lookups, so that bad indices and offsets (validation
+// reports them) never reach outside them. Also inv_len[t * batch + b] for mean pooling (when set).
+template <class F>
+__device__ __forceinline__ void for_each_lookup(const BagTables& tabs, int first, int64_t batch, int lanes,
+                                                float* inv_len, F f) {
+  const BagTable& tb = tabs.t[blockIdx.y];
+  const int64_t t = first + static_cast<int64_t>(blockIdx.y);
+  const int groups = static_cast<int>(blockDim.x) / lanes;
+  const int lane = static_cast<int>(threadIdx.x) % lanes;
+  const int64_t last_row = max(tb.rows - 1, int64_t{0});
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * groups;
+  for (int64_t b = static_cast<int64_t>(blockIdx.x) * groups + threadIdx.x / lanes; b < batch; b += stride) {
+    const int64_t o0 = tb.off[b], o1 = tb.off[b + 1];
+    const int32_t bag = static_cast<int32_t>(t * batch + b);
+    for (int64_t k = max(o0, int64_t{0}) + lane; k < min(o1, tb.nnz); k += lanes)
+      f(tb, k, min(max(tb.ind[k], int64_t{0}), last_row), bag);
+    if (inv_len != nullptr && lane == 0) inv_len[t * batch + b] = o1 > o0 ? 1.0f / static_cast<float>(o1 - o0) : 1.0f;
+  }
+}
+
 // For every bag b of table t = first + blockIdx.y, a group of `lanes` lanes (sized to the call's mean bag
 // length, so the reads of a bag's indices coalesce) writes each lookup k of b: keys[pos] = row_base + row
 // (an out-of-range row, which validation reports, is clamped so the sort stays within its bits) and
@@ -258,24 +280,11 @@ template <class K>
 __global__ void keys_kernel(const __grid_constant__ BagTables tabs, int first, int64_t batch, int lanes,
                             K* __restrict__ keys, int32_t* __restrict__ vals, int64_t* __restrict__ row_base_out,
                             float* __restrict__ inv_len) {
-  const BagTable& tb = tabs.t[blockIdx.y];
-  const int64_t t = first + static_cast<int64_t>(blockIdx.y);
-  const int groups = static_cast<int>(blockDim.x) / lanes;
-  const int lane = static_cast<int>(threadIdx.x) % lanes;
-  if (blockIdx.x == 0 && threadIdx.x == 0) row_base_out[t] = tb.row_base;
-  const int64_t last_row = max(tb.rows - 1, int64_t{0});
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * groups;
-  for (int64_t b = static_cast<int64_t>(blockIdx.x) * groups + threadIdx.x / lanes; b < batch; b += stride) {
-    const int64_t o0 = tb.off[b], o1 = tb.off[b + 1];
-    const int32_t bag = static_cast<int32_t>(t * batch + b);
-    // Clamped so that bad offsets (validation reports them) never write outside this table's lookups.
-    for (int64_t k = max(o0, int64_t{0}) + lane; k < min(o1, tb.nnz); k += lanes) {
-      const int64_t i = min(max(tb.ind[k], int64_t{0}), last_row);
-      keys[tb.pos_base + k] = static_cast<K>(tb.row_base + i);
-      vals[tb.pos_base + k] = bag;
-    }
-    if (inv_len != nullptr && lane == 0) inv_len[t * batch + b] = o1 > o0 ? 1.0f / static_cast<float>(o1 - o0) : 1.0f;
-  }
+  if (blockIdx.x == 0 && threadIdx.x == 0) row_base_out[first + blockIdx.y] = tabs.t[blockIdx.y].row_base;
+  for_each_lookup(tabs, first, batch, lanes, inv_len, [&](const BagTable& tb, int64_t k, int64_t row, int32_t bag) {
+    keys[tb.pos_base + k] = static_cast<K>(tb.row_base + row);
+    vals[tb.pos_base + k] = bag;
+  });
 }
 
 // A sorted lookup's key, 32-bit when the call's tables hold at most 2^32 rows together (a radix pass
@@ -342,6 +351,39 @@ __global__ void __launch_bounds__(kThreads) segment_sum_kernel(const __grid_cons
 #pragma unroll
       for (int i = 0; i < V; ++i) o[i] = acc[i];
   }
+}
+
+// ---- hashed lookups (detail::HashedLookups) ---------------------------------------------------------
+// Fibonacci hashing: the top log2(cap) bits of key * 2^64 / phi.
+__device__ __forceinline__ uint32_t slot_of_key(unsigned long long key, int shift) {
+  return static_cast<uint32_t>((key * 0x9E3779B97F4A7C15ull) >> shift);
+}
+
+// One lane per lookup of a bag (lanes per bag as keys_kernel): insert key + 1 into the open-addressing
+// table (linear probing), count the slot's lookups; the second lookup of a row takes the next multi row
+// and zeroes it. Out-of-range indices (validation reports them) are clamped like keys_kernel's.
+__global__ void hash_kernel(const __grid_constant__ BagTables tabs, int first, int64_t batch, int lanes, int shift,
+                            detail::HashSlot* __restrict__ slots, int32_t* __restrict__ multi_count,
+                            int32_t* __restrict__ slot_of, int32_t* __restrict__ bag_of, float* __restrict__ inv_len,
+                            float* __restrict__ multi, int64_t dim) {
+  const uint32_t mask = static_cast<uint32_t>((~0ull) >> shift);  // cap - 1
+  for_each_lookup(tabs, first, batch, lanes, inv_len, [&](const BagTable& tb, int64_t k, int64_t row, int32_t bag) {
+    const unsigned long long key = static_cast<unsigned long long>(tb.row_base + row) + 1;
+    uint32_t h = slot_of_key(key, shift);
+    for (;;) {
+      const unsigned long long prev = atomicCAS(&slots[h].key, 0ull, key);
+      if (prev == 0ull || prev == key) break;
+      h = (h + 1) & mask;
+    }
+    if (atomicAdd(&slots[h].count, 1) == 1) {  // the row's second lookup
+      const int32_t m = atomicAdd(multi_count, 1);
+      float* sum = multi + static_cast<int64_t>(m) * dim;
+      for (int64_t d = 0; d < dim; ++d) sum[d] = 0.0f;
+      slots[h].multi_plus_one = m + 1;
+    }
+    slot_of[tb.pos_base + k] = static_cast<int32_t>(h);
+    bag_of[tb.pos_base + k] = bag;
+  });
 }
 
 // Device scratch of at least `bytes` from the caching allocator.
@@ -497,6 +539,56 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
     s.unique = s.table_start.back();
   }
   return s;
+}
+
+bool hashable(int64_t nnz) { return nnz < (int64_t{1} << 29); }
+
+HashedLookups hash_table_lookups(const char* op, bool grouped, const std::vector<Tensor>& indices,
+                                 const std::vector<Tensor>& offsets, const std::vector<int64_t>& num_rows,
+                                 int64_t batch, bool mean, int64_t dim) {
+  const Call c = describe(nullptr, indices, offsets, num_rows, batch);
+  RF_CHECK(c.tables.size() <= static_cast<size_t>(kMaxTables) && hashable(c.nnz), op,
+           ": the hashed lookups take at most ", kMaxTables, " tables and 2^29 lookups");
+  const int64_t T = static_cast<int64_t>(c.tables.size());
+  const Device dev = indices[0].device();
+  const bool checks = embedding_bounds_checks();
+  HashedLookups h;
+  h.batch = batch;
+  h.nnz = c.nnz;
+  h.dim = dim;
+  for (const BagTable& t : c.tables) h.row_base.push_back(t.row_base);
+  if (c.nnz == 0) {
+    if (checks) validate_now(op, grouped, c, indices, offsets, dev);  // the offsets can still be wrong
+    return h;
+  }
+  // Validation is queued first and read after the insert pass (one synchronisation, as the sort's).
+  Tensor flags;
+  if (checks) {
+    flags = Tensor::empty({2 * T}, DType::kI64, dev);
+    RF_CHECK_CUDA(cudaMemsetAsync(flags.raw(), 0x7f, flags.nbytes(), detail::stream()));
+    launch_validate(c, flags.data<int64_t>());
+  }
+  int log2_cap = 1;
+  while ((int64_t{1} << log2_cap) < 2 * c.nnz) ++log2_cap;
+  h.cap = int64_t{1} << log2_cap;
+  static_assert(sizeof(HashSlot) == 16, "a slot is two int64 words");
+  h.slots = Tensor::empty({2 * h.cap + 1}, DType::kI64, dev);
+  h.slot_of = Tensor::empty({c.nnz}, DType::kI32, dev);
+  h.bag_of = Tensor::empty({c.nnz}, DType::kI32, dev);
+  h.multi = Tensor::empty({std::max<int64_t>(c.nnz / 2, 1), std::max<int64_t>(dim, 1)}, DType::kF32, dev);
+  if (mean) h.inv_len = Tensor::empty({T * batch}, DType::kF32, dev);
+  RF_CHECK_CUDA(cudaMemsetAsync(h.slots.raw(), 0, h.slots.nbytes(), detail::stream()));
+  const int lanes = detail::lanes_for(std::max<int64_t>(1, c.nnz / std::max<int64_t>(1, T * batch)), 1);
+  per_launch(c, [&](const BagTables& tabs, int first, unsigned tables) {
+    hash_kernel<<<dim3(detail::grid_for(batch * lanes, kThreads, 2048), tables), kThreads, 0, detail::stream()>>>(
+        tabs, first, batch, lanes, 64 - log2_cap, h.table(), h.multi_count(), h.slot_of.data<int32_t>(),
+        h.bag_of.data<int32_t>(), mean ? h.inv_len.data<float>() : nullptr, h.multi.data<float>(), dim);
+  });
+  if (checks) {
+    const std::vector<int64_t> f = flags.to_vector<int64_t>();  // the one synchronisation
+    throw_if_flagged(op, grouped, c, indices, offsets, f.data());
+  }
+  return h;
 }
 
 }  // namespace detail

@@ -89,6 +89,39 @@ inline FromBags from_bags(const TableLookups& s, const Tensor& grad_out, int64_t
           s.inv_len.defined() ? s.inv_len.data<float>() : nullptr, s.starts.data<int32_t>(), s.bags.data<int32_t>()};
 }
 
+// The lookups of up to kMaxTables tables hashed by row instead of sorted: the fused update's
+// non-deterministic path (cuda::set_deterministic_embedding_update(false)). One launch inserts every
+// lookup's key (row_base[t] + row) into an open-addressing table of `cap` slots (a power of two >= 2 x
+// lookups, linear probing) and counts the lookups per slot; a row's second lookup gives it a gradient
+// row in `multi` (zeroed there). The update kernel then runs one lane group per lookup: a row looked up
+// once is updated from its bag's gradient row at once; the lookups of a row looked up more often add
+// into its `multi` row with float atomics (so the sum's order, and its last bits, vary from run to
+// run), and the last of them to arrive updates the row. Nothing is synchronised unless the bounds
+// checks are on (validation in the same pass, one synchronisation, the throw before any table is written).
+// One slot of the open-addressing table: 16 bytes, so the update kernel reads a row's key and multi row
+// in one load.
+struct HashSlot {
+  unsigned long long key;  // 0: empty, else the lookup's key + 1
+  int32_t count;           // lookups of the row (the update counts them down)
+  int32_t multi_plus_one;  // 0: looked up once, else its row of `multi` + 1
+};
+struct HashedLookups {
+  int64_t batch = 0, nnz = 0, cap = 0, dim = 0;
+  Tensor slots;    // [2 * cap + 1] int64 words: [cap] HashSlot, then the multi-row counter; one memset zeroes it
+  Tensor slot_of;  // [nnz] int32: each lookup's slot
+  Tensor bag_of;   // [nnz] int32: t * batch + bag
+  Tensor inv_len;  // [T * batch] fp32, mean pooling only
+  Tensor multi;    // [max(1, nnz / 2), dim] fp32: the summed gradient rows of rows looked up more than once
+  std::vector<int64_t> row_base;  // [T] (host)
+  HashSlot* table() const { return static_cast<HashSlot*>(slots.raw()); }
+  int32_t* multi_count() const { return reinterpret_cast<int32_t*>(static_cast<int64_t*>(slots.raw()) + 2 * cap); }
+};
+// Whether a call can take the hashed path: lookups < 2^29 (slots fit int32).
+bool hashable(int64_t nnz);
+HashedLookups hash_table_lookups(const char* op, bool grouped, const std::vector<Tensor>& indices,
+                                 const std::vector<Tensor>& offsets, const std::vector<int64_t>& num_rows,
+                                 int64_t batch, bool mean, int64_t dim);
+
 // The kernels' 32-bit lookup limit (a checks::BagCheck).
 void check_lookup_count(const char* op, const Tensor& indices, const Tensor& offsets, int64_t batch);
 

@@ -207,6 +207,197 @@ __global__ void __launch_bounds__(kThreads) rowwise_adagrad_kernel(const __grid_
   }
 }
 
+// ---- the hashed fused update (cuda::set_deterministic_embedding_update(false)) ---------------------------
+// One lane group per lookup (detail::HashedLookups): g holds the whole gradient row, C pieces of V per lane.
+// A row looked up once is updated by its lookup; the lookups of a row looked up more often add into its
+// multi row with float atomics, and the last to arrive updates the row with the sum. The row functors
+// below are called by every lane of the warp (their shuffles need it), `mine` says whether the lane's
+// group updates a row.
+struct SgdRow {
+  Lr lr;
+  template <class T, int V, int C>
+  __device__ void operator()(T* w, float* /*state*/, const float (&g)[C][V], int lane, int lanes, int64_t dim,
+                             bool mine) const {
+    if (!mine) return;
+    const float neg_lr = -lr.get();
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      const int64_t d0 = static_cast<int64_t>(lane) * V + static_cast<int64_t>(c) * lanes * V;
+      if (d0 < dim) {
+        float x[V];
+        load_vec<T, V>(w + d0, x);
+#pragma unroll
+        for (int i = 0; i < V; ++i) x[i] = fmaf(neg_lr, g[c][i], x[i]);
+        store_vec<T, V>(w + d0, x);
+      }
+    }
+  }
+};
+
+// The arithmetic of rowwise_adagrad_kernel on a row held in registers.
+struct AdagradRow {
+  Lr lr;
+  float eps, wd;
+  template <class T, int V, int C>
+  __device__ void operator()(T* w, float* state, const float (&g)[C][V], int lane, int lanes, int64_t dim,
+                             bool mine) const {
+    const bool decay = wd != 0.0f;
+    const float old_acc = mine ? *state : 0.0f;  // read by every lane before lane 0 writes (shuffles sync)
+    float row[C][V];
+    float sum_sq = 0.0f;
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      const int64_t d0 = static_cast<int64_t>(lane) * V + static_cast<int64_t>(c) * lanes * V;
+      if (mine && d0 < dim) {
+        load_vec<T, V>(w + d0, row[c]);
+#pragma unroll
+        for (int i = 0; i < V; ++i) {
+          const float gx = decay ? g[c][i] + wd * row[c][i] : g[c][i];
+          sum_sq += gx * gx;
+        }
+      }
+    }
+    for (int o = lanes / 2; o > 0; o >>= 1) sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, o);
+    if (!mine) return;
+    const float new_acc = old_acc + sum_sq / static_cast<float>(dim);
+    if (lane == 0) *state = new_acc;
+    const float multiplier = lr.get() / (sqrtf(new_acc) + eps);
+    const float correction = decay ? 1.0f - multiplier * wd : 1.0f;
+#pragma unroll
+    for (int c = 0; c < C; ++c) {
+      const int64_t d0 = static_cast<int64_t>(lane) * V + static_cast<int64_t>(c) * lanes * V;
+      if (d0 < dim) {
+        float x[V];
+#pragma unroll
+        for (int i = 0; i < V; ++i) x[i] = correction * row[c][i] - multiplier * g[c][i];
+        store_vec<T, V>(w + d0, x);
+      }
+    }
+  }
+};
+
+// The hashed lookups as the update kernel reads them (detail::HashedLookups), the tables' row bases and
+// sizes in the parameters.
+struct Hashed {
+  cuda::detail::HashSlot* slots;
+  const int32_t* slot_of;
+  const int32_t* bag_of;
+  const float* inv_len;
+  const float* grad_out;
+  float* multi;
+  int64_t stride, dim, batch, nnz, cap, tables;
+  int64_t row_base[kMaxTables];
+  int64_t rows[kMaxTables];
+};
+
+// sum[0, V) += g with float atomics: one 16-byte atomic on sm_90 when V is 4 (the multi rows are then
+// 16-byte aligned), else one per element.
+template <int V>
+__device__ __forceinline__ void atomic_add_vec(float* sum, const float (&g)[V]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  if constexpr (V == 4) {
+    atomicAdd(reinterpret_cast<float4*>(sum), make_float4(g[0], g[1], g[2], g[3]));
+  } else
+#endif
+  {
+#pragma unroll
+    for (int i = 0; i < V; ++i) atomicAdd(sum + i, g[i]);
+  }
+}
+
+template <class T, int V, int C, class Row>
+__global__ void __launch_bounds__(kThreads) hashed_update_kernel(const __grid_constant__ ManyTables<T> dst,
+                                                                 const __grid_constant__ Hashed src, int lanes,
+                                                                 Row update) {
+  const int lane = static_cast<int>(threadIdx.x) % lanes;
+  const int groups = kThreads / lanes;
+  const int64_t dim = src.dim, step = static_cast<int64_t>(lanes) * V;
+  const unsigned group_mask =
+      lanes == 32 ? 0xffffffffu : ((1u << lanes) - 1u) << (static_cast<int>(threadIdx.x % 32) / lanes * lanes);
+  // `base` is the same for every thread of the block, so every lane of a warp runs each iteration (the
+  // row functors' shuffles); groups past the last lookup run it inactive.
+  for (int64_t base = static_cast<int64_t>(blockIdx.x) * groups; base < src.nnz;
+       base += static_cast<int64_t>(gridDim.x) * groups) {
+    const int64_t p = base + threadIdx.x / lanes;
+    const bool active = p < src.nnz;
+    float g[C][V];
+#pragma unroll
+    for (int c = 0; c < C; ++c)
+#pragma unroll
+      for (int i = 0; i < V; ++i) g[c][i] = 0.0f;
+    int64_t h = 0, t = 0;
+    if (active) {
+      // Clamped: with bad offsets and the bounds checks off, some lookups were never hashed.
+      h = src.slot_of[p] & (src.cap - 1);
+      const int64_t bag = min(max(static_cast<int64_t>(src.bag_of[p]), int64_t{0}), src.tables * src.batch - 1);
+      t = bag / src.batch;
+      const float scale = src.inv_len ? src.inv_len[bag] : 1.0f;
+      const float* go = src.grad_out + (bag - t * src.batch) * src.stride + t * dim;
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        const int64_t d0 = static_cast<int64_t>(lane) * V + c * step;
+        if (d0 < dim) {
+          load_vec<float, V>(go + d0, g[c]);
+#pragma unroll
+          for (int i = 0; i < V; ++i) g[c][i] *= scale;
+        }
+      }
+    }
+    // The slot's key and multi row in one 16-byte load (its count changes under this kernel's atomics;
+    // key and multi row were written by the insert pass).
+    unsigned long long key = 0ull;
+    int32_t m = -1;
+    if (active) {
+      const int4 e = __ldcg(reinterpret_cast<const int4*>(src.slots + h));
+      key = static_cast<unsigned long long>(static_cast<uint32_t>(e.x)) |
+            (static_cast<unsigned long long>(static_cast<uint32_t>(e.y)) << 32);
+      m = e.w - 1;
+    }
+    bool mine = active;
+    if (m >= 0) {  // the row has several lookups: add this one's gradient; the last to arrive updates
+      float* sum = src.multi + static_cast<int64_t>(m) * dim;
+#pragma unroll
+      for (int c = 0; c < C; ++c) {
+        const int64_t d0 = static_cast<int64_t>(lane) * V + c * step;
+        if (d0 < dim) atomic_add_vec<V>(sum + d0, g[c]);
+      }
+      __threadfence();
+      __syncwarp(group_mask);
+      int last = 0;
+      if (lane == 0) last = atomicSub(&src.slots[h].count, 1) == 1;
+      last = __shfl_sync(group_mask, last, 0, lanes);
+      mine = last != 0;
+      if (mine) {
+        __threadfence();
+#pragma unroll
+        for (int c = 0; c < C; ++c) {
+          const int64_t d0 = static_cast<int64_t>(lane) * V + c * step;
+          if (d0 < dim) {
+            if constexpr (V == 4) {
+              const float4 x = __ldcg(reinterpret_cast<const float4*>(sum + d0));
+              g[c][0] = x.x; g[c][1] = x.y; g[c][2] = x.z; g[c][3] = x.w;
+            } else {
+#pragma unroll
+              for (int i = 0; i < V; ++i) g[c][i] = __ldcg(sum + d0 + i);
+            }
+          }
+        }
+      }
+    }
+    T* w = nullptr;
+    float* state = nullptr;
+    if (mine) {
+      const int64_t r = static_cast<int64_t>(key) - 1 - src.row_base[t];
+      mine = key != 0ull && r >= 0 && r < src.rows[t];
+      if (mine) {
+        w = dst.table[t] + r * dim;
+        state = dst.acc[t] ? dst.acc[t] + r : nullptr;
+      }
+    }
+    update.template operator()<T, V, C>(w, state, g, lane, lanes, dim, mine);
+  }
+}
+
 void check_table(const Tensor& table, const char* op) {
   RF_CHECK(table.device().is_cuda(), op, ": table on ", table.device().str(), "; the fused optimizers are CUDA-only");
   if (table.dim() != 2 || !is_floating(table.dtype()))
@@ -272,13 +463,67 @@ void update_from_values(Tensor& table, Tensor* acc, const SparseGrad& grad, Run 
   });
 }
 
+std::atomic<bool> g_deterministic{true};
+
+// The hashed path takes calls of up to kMaxTables tables whose rows fit a lane group's registers (the
+// four cached pieces of the sorted path's kernel) when determinism is not asked for.
+bool hashed_path(const std::vector<Tensor>& indices, int64_t tables, int64_t dim, bool vec) {
+  if (g_deterministic || tables > kMaxTables) return false;
+  int64_t nnz = 0;
+  for (const Tensor& i : indices) nnz += i.numel();
+  return cuda::detail::hashable(nnz) && dim <= int64_t{32} * (vec ? 4 : 1) * kCachedPieces;
+}
+
+// The fused backward + update through the hashed lookups: one insert launch, one update launch (plus the
+// validation and its synchronisation when the bounds checks are on).
+template <class Row>
+void update_hashed(const char* op, const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
+                   const Tensor& grad_out, PoolMode mode, const std::vector<Tensor*>& tables,
+                   const std::vector<Tensor*>& accs, const std::vector<int64_t>& rows, int64_t batch, bool vec,
+                   const Row& row) {
+  const int64_t dim = tables[0]->size(1), T = static_cast<int64_t>(tables.size());
+  const cuda::detail::HashedLookups h = cuda::detail::hash_table_lookups(
+      op, T > 1, indices, offsets, rows, batch, mode == PoolMode::kMean, dim);
+  if (h.nnz == 0) return;
+  Hashed src{};
+  src.slots = h.table();
+  src.slot_of = h.slot_of.data<int32_t>();
+  src.bag_of = h.bag_of.data<int32_t>();
+  src.inv_len = h.inv_len.defined() ? h.inv_len.data<float>() : nullptr;
+  src.grad_out = grad_out.data<float>();
+  src.multi = h.multi.data<float>();
+  src.stride = grad_out.size(1);
+  src.dim = dim;
+  src.batch = batch;
+  src.nnz = h.nnz;
+  src.cap = h.cap;
+  src.tables = T;
+  for (int64_t t = 0; t < T; ++t) {
+    src.row_base[t] = h.row_base[static_cast<size_t>(t)];
+    src.rows[t] = rows[static_cast<size_t>(t)];
+  }
+  launch_rows(tables, h.nnz, vec, [&](auto v, auto tag, unsigned grid, int lanes) {
+    using T_ = decltype(tag);
+    ManyTables<T_> dst{};
+    for (int64_t t = 0; t < T; ++t) {
+      dst.table[t] = static_cast<T_*>(tables[static_cast<size_t>(t)]->raw());
+      dst.acc[t] = accs.empty() ? nullptr : accs[static_cast<size_t>(t)]->data<float>();
+    }
+    dst.dim = dim;
+    cached_pieces(dim, lanes, decltype(v)::value, [&](auto c) {
+      hashed_update_kernel<T_, decltype(v)::value, decltype(c)::value, Row>
+          <<<std::min<unsigned>(grid, 65535u * 8u), kThreads, 0, cuda::detail::stream()>>>(dst, src, lanes, row);
+    });
+  });
+}
+
 // The fused backward + update of many tables: sorts every table's lookups together (no synchronisation
 // unless the bounds checks are on), then run(V, T, grid, lanes, ManyTables<T>, FromBags, RowRange) per
 // launch of up to kMaxTables tables.
-template <class Run>
+template <class Run, class Row>
 void update_from_bags(const char* op, const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                       const Tensor& grad_out, PoolMode mode, const std::vector<Tensor*>& tables,
-                      const std::vector<Tensor*>& accs, Run run) {
+                      const std::vector<Tensor*>& accs, Run run, const Row& row) {
   checks::embedding_tables(op, std::vector<const Tensor*>(tables.begin(), tables.end()));
   RF_CHECK(accs.empty() || accs.size() == tables.size(), op, ": ", tables.size(), " tables, ", accs.size(),
            " accumulators");
@@ -295,11 +540,15 @@ void update_from_bags(const char* op, const std::vector<Tensor>& indices, const 
   RF_CHECK(grad_out.size(1) == T * dim, op, ": grad_out has ", grad_out.size(1), " columns, expected ", T, " tables x ",
            dim);
   cuda::detail::DeviceScope scope(*tables[0]);
+  const int64_t stride = grad_out.size(1);
+  const bool vec = dim % 4 == 0 && stride % 4 == 0 && cuda::detail::alignment_of(grad_out.raw()) >= 16;
+  if (hashed_path(indices, T, dim, vec)) {
+    update_hashed(op, indices, offsets, grad_out, mode, tables, accs, rows, batch, vec, row);
+    return;
+  }
   const cuda::detail::TableLookups s = cuda::detail::sort_table_lookups(
       op, tables.size() > 1, indices, offsets, rows, batch, mode == PoolMode::kMean, /*sizes_on_host=*/false);
-  const int64_t stride = grad_out.size(1);
   const FromBags src = cuda::detail::from_bags(s, grad_out, dim);
-  const bool vec = dim % 4 == 0 && stride % 4 == 0 && cuda::detail::alignment_of(grad_out.raw()) >= 16;
   for (int64_t first = 0; first < T; first += kMaxTables) {
     const int64_t last = std::min<int64_t>(T, first + kMaxTables);
     RowRange range;
@@ -490,6 +739,8 @@ void set_sparse_update_narrowing(int narrowing) {
   g_narrowing = narrowing;
 }
 int sparse_update_narrowing() { return g_narrowing; }
+void set_deterministic_embedding_update(bool on) { g_deterministic = on; }
+bool deterministic_embedding_update() { return g_deterministic; }
 }  // namespace cuda
 
 void sparse_sgd_update(Tensor& table, const SparseGrad& grad, float lr) {
@@ -529,7 +780,8 @@ void embedding_bags_backward_sgd(const std::vector<Tensor>& indices, const std::
                    [&](auto v, auto tag, unsigned grid, int lanes, const auto& dst, const auto& src, RowRange range) {
                      sparse_sgd_kernel<decltype(tag), decltype(v)::value><<<grid, kThreads, 0, cuda::detail::stream()>>>(
                          dst, range, dst.dim, lanes, Lr{lr, device_lr}, src);
-                   });
+                   },
+                   SgdRow{Lr{lr, device_lr}});
 }
 
 void embedding_bags_backward_rowwise_adagrad(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
@@ -545,7 +797,8 @@ void embedding_bags_backward_rowwise_adagrad(const std::vector<Tensor>& indices,
                                                                            Lr{args.lr, args.device_lr}, args.eps,
                                                                            args.weight_decay, src);
                      });
-                   });
+                   },
+                   AdagradRow{Lr{args.lr, args.device_lr}, args.eps, args.weight_decay});
 }
 
 void embedding_bag_backward_sgd(const Tensor& indices, const Tensor& offsets, const Tensor& grad_out, PoolMode mode,

@@ -128,12 +128,13 @@ int run_bench(const Config& cfg) {
   std::printf("samples/s          %10.0f\n", samples_per_s);
   std::printf("{\"bench\": \"%s\", \"model\": \"%s\", \"device\": \"%s\", \"batch\": %lld, \"threads\": %d, "
               "\"precision\": \"%s\", \"fused_embedding_update\": %s, \"cuda_graph\": %s, \"host_batches\": %s, "
-              "\"bounds_checks\": %s, \"median_step_ms\": %.4f, \"samples_per_s\": %.1f}\n",
+              "\"bounds_checks\": %s, \"deterministic\": %s, \"median_step_ms\": %.4f, \"samples_per_s\": %.1f}\n",
               cfg.get_string("bench.target").c_str(), mc.type.c_str(), mc.device.str().c_str(),
               static_cast<long long>(batch), num_threads(), cfg.get_string("train.precision").c_str(),
               cfg.get_bool("train.fused_embedding_update") ? "true" : "false",
               cfg.get_bool("train.cuda_graph") ? "true" : "false", host_batches ? "true" : "false",
-              cfg.get_bool("train.bounds_checks") ? "true" : "false", median_ms, samples_per_s);
+              cfg.get_bool("train.bounds_checks") ? "true" : "false",
+              cfg.get_bool("train.deterministic") ? "true" : "false", median_ms, samples_per_s);
   for (void* p : pinned) data::unpin_host_memory(p);  // before the batches' memory goes
   return 0;
 }

@@ -115,18 +115,25 @@ data::Batch batch_on(const data::Batch& b, Device dev) {
   return out;
 }
 
-// The embedding ops' device-side bounds checks (they synchronise) as train.bounds_checks says for the
-// steps of this trainer, restored afterwards; a captured step has them off (its batches are checked
-// before each replay instead).
+// The embedding ops' device-side bounds checks (they synchronise) and the fused embedding update's
+// determinism as train.bounds_checks and train.deterministic say for the steps of this trainer, restored
+// afterwards; a captured step has the checks off (its batches are checked before each replay instead).
 #if RECFORGE_WITH_CUDA
-struct ScopedBoundsChecks {
-  bool was = cuda::embedding_bounds_checks();
-  explicit ScopedBoundsChecks(bool on) { cuda::set_embedding_bounds_checks(on); }
-  ~ScopedBoundsChecks() { cuda::set_embedding_bounds_checks(was); }
+struct ScopedKernelSettings {
+  bool checks_were = cuda::embedding_bounds_checks();
+  bool deterministic_was = cuda::deterministic_embedding_update();
+  ScopedKernelSettings(bool checks, bool deterministic) {
+    cuda::set_embedding_bounds_checks(checks);
+    cuda::set_deterministic_embedding_update(deterministic);
+  }
+  ~ScopedKernelSettings() {
+    cuda::set_embedding_bounds_checks(checks_were);
+    cuda::set_deterministic_embedding_update(deterministic_was);
+  }
 };
 #else
-struct ScopedBoundsChecks {
-  explicit ScopedBoundsChecks(bool) {}
+struct ScopedKernelSettings {
+  ScopedKernelSettings(bool, bool) {}
 };
 #endif
 
@@ -265,6 +272,7 @@ Trainer::Trainer(const Config& cfg, const ModelConfig& mc) : cfg_(cfg), timing_(
   schedule_->validate();
   batch_size_ = cfg.get_int("train.batch_size");
   bounds_checks_ = cfg.get_bool("train.bounds_checks");
+  deterministic_ = cfg.get_bool("train.deterministic");
   if (dp_size_ > 1) {
     dp_ = std::make_unique<MpiCommunicator>(grid.data_parallel);
     ParameterList replicated;  // sharded parameters are initialised identically from the seed
@@ -343,7 +351,7 @@ bool Trainer::graph_step(const data::Batch& batch, double& loss) {
     const ModelInput in = model_input(g.input);
     const int64_t step = step_;
     const double lr_scale = schedule_->scale(step_);
-    ScopedBoundsChecks checks_off(false);
+    ScopedKernelSettings settings(/*checks=*/false, deterministic_);
     // One rank and no loss scaling (the constructor refuses the rest): the gradient scale is 1.
     try {
       g.graph.capture("train.cuda_graph", [&] {
@@ -388,7 +396,7 @@ double Trainer::train_step_local(const data::Batch& host_or_device, int64_t glob
   }
   // The per-step scalars, where the device optimizers read them from device memory (after a capture).
   optimizer_->prepare_step(step_, schedule_->scale(step_));
-  ScopedBoundsChecks checks(bounds_checks_);
+  ScopedKernelSettings settings(bounds_checks_, deterministic_);
   const Device dev = device();
   const data::Batch mine = batch_on(host_or_device, dev);  // host -> device once per step on a GPU
   int64_t n = mine.size();

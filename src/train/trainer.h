@@ -90,6 +90,7 @@ class Trainer {
   int64_t epoch_ = 0;  // epoch of the next batch
   int64_t batch_size_ = 0;
   bool bounds_checks_ = true;  // train.bounds_checks
+  bool deterministic_ = true;  // train.deterministic
   int64_t eval_batch_size_ = 0;
   struct Timing;
   std::unique_ptr<Timing> timing_;

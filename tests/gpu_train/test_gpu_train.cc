@@ -137,6 +137,41 @@ TEST(GpuTrain, FusedEmbeddingUpdateEqualsTheSparseGradPath) {
     }
 }
 
+// train.deterministic=false: the fused embedding update hashes the lookups and adds a row's gradients with
+// float atomics. Six steps (eager, and replayed from a CUDA graph) follow the sorted path's trainer to
+// fp32 reassociation error: rows looked up more than once get their gradient sums in another order (a
+// few ulps of a sum of a few terms); bf16 GEMMs then carry that into the next steps' activations, so the
+// weights are compared with the bf16 model's tolerance.
+TEST(GpuTrain, HashedEmbeddingUpdateFollowsTheSortedOne) {
+  RF_REQUIRE_GPU();
+  for (const std::string sparse : {"sgd", "rowwise_adagrad"})
+    for (const std::string graph : {"false", "true"}) {
+      SCOPED_TRACE(sparse + " cuda_graph=" + graph);
+      const Config base = run_config("hashed", "cuda", "bf16", "dlrm")
+                              .with_overrides({"--optimizer.sparse=" + sparse, "--optimizer.warmup_steps=4"});
+      ModelConfig mc = test::small_model("dlrm", Device::cuda(0), DType::kBF16);
+      Trainer hashed(base.with_overrides({"--train.deterministic=false", "--train.cuda_graph=" + graph}), mc),
+          sorted(base, mc);
+      for (int step = 0; step < 6; ++step) {
+        const data::Batch batch = test::random_batch(mc, 96, 500 + static_cast<uint64_t>(step), /*bag=*/2);
+        const double h = hashed.train_step(batch), s = sorted.train_step(batch);
+        EXPECT_NEAR(h, s, 1e-3 * std::fabs(s)) << "step " << step;
+      }
+      if (graph == "true") {
+        EXPECT_EQ(hashed.cuda_graph_replays(), 5);  // step 0 runs eagerly
+      }
+      ParameterList ph = hashed.model().parameters(), ps = sorted.model().parameters();
+      ASSERT_EQ(ph.size(), ps.size());
+      for (size_t i = 0; i < ph.size(); ++i) {
+        const std::vector<float> a = ph[i]->value.to_vector<float>(), b = ps[i]->value.to_vector<float>();
+        ASSERT_EQ(a.size(), b.size());
+        double worst = 0;
+        for (size_t k = 0; k < a.size(); ++k) worst = std::max(worst, static_cast<double>(std::fabs(a[k] - b[k])));
+        EXPECT_LT(worst, 2e-3) << ph[i]->name;
+      }
+    }
+}
+
 // train.cuda_graph replays the captured step with each step's learning rate and bias corrections read
 // from the device: the same kernels in the same order as the eager step, so the weights must come out
 // bit for bit the same. The reported loss is the fp32 rounding of the eager step's double mean.

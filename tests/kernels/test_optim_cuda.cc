@@ -196,15 +196,17 @@ TEST(CudaSparseOptim, FusedUpdateRejectsBadIndexBeforeWriting) {
     a0.push_back(raw_bytes(host(acc[static_cast<size_t>(t)])));
   }
   Tensor go = dev(random_tensor(rng, {batch, T * dim}, DType::kF32, nullptr));
-  for (int opt = 0; opt < 2; ++opt) {
+  for (int opt = 0; opt < 4; ++opt) {  // SGD, row-wise Adagrad; sorted, then hashed
+    cuda::set_deterministic_embedding_update(opt < 2);
     try {
-      if (opt == 0) embedding_bags_backward_sgd(idx, off, go, PoolMode::kSum, wp, 0.1f);
+      if (opt % 2 == 0) embedding_bags_backward_sgd(idx, off, go, PoolMode::kSum, wp, 0.1f);
       else embedding_bags_backward_rowwise_adagrad(idx, off, go, PoolMode::kSum, wp, ap, RowwiseAdagradArgs{});
-      ADD_FAILURE() << "expected DataError (optimizer " << opt << ")";
+      ADD_FAILURE() << "expected DataError (case " << opt << ")";
     } catch (const DataError& e) {
       EXPECT_NE(std::string(e.what()).find("(table 1): bag 3 holds index 10"), std::string::npos) << e.what();
     }
   }
+  cuda::set_deterministic_embedding_update(true);
   for (int64_t t = 0; t < T; ++t) {
     EXPECT_TRUE(raw_bytes(host(w[static_cast<size_t>(t)])) == w0[static_cast<size_t>(t)]) << "table " << t << " written";
     EXPECT_TRUE(raw_bytes(host(acc[static_cast<size_t>(t)])) == a0[static_cast<size_t>(t)]) << "acc " << t << " written";
@@ -289,6 +291,78 @@ TEST(CudaSparseOptim, ManyTablesFusedEqualsBackwardThenUpdate) {
                 << "weights differ";
             EXPECT_TRUE(raw_bytes(host(fused_acc[static_cast<size_t>(t)])) == raw_bytes(host(plain_acc[static_cast<size_t>(t)])))
                 << "accumulators differ";
+          }
+        }
+}
+
+// The hashed fused update (cuda::set_deterministic_embedding_update(false)) against the sorted one on the
+// same inputs: rows looked up once get the same arithmetic; rows looked up more often sum their gradients
+// with float atomics in another order. Hot rows (a few rows, many lookups each: nearly every row summed
+// by atomics) and spread rows (mostly single lookups), aligned and unaligned rows, rows held in one, two
+// and four pieces per lane, 1, 5 and 26 tables. Rows longer than the hashed kernel takes (600) fall back
+// to the sorted path: bit-identical there.
+TEST(CudaSparseOptim, HashedFusedUpdateFollowsTheSortedOne) {
+  RF_REQUIRE_GPU();
+  const bool default_checks = cuda::embedding_bounds_checks();
+  uint64_t seed = 4400;
+  struct C {
+    int64_t tables, dim, rows, max_len;
+  };
+  for (C c : {C{1, 8, 7, 12}, C{1, 13, 400, 3}, C{5, 64, 5, 6}, C{5, 128, 3000, 4}, C{26, 16, 40, 2},
+              C{3, 200, 30, 5}, C{2, 600, 20, 3}})
+    for (DType dt : {DType::kF32, DType::kBF16})
+      for (PoolMode mode : {PoolMode::kSum, PoolMode::kMean})
+        for (int opt = 0; opt < 3; ++opt) {  // SGD, row-wise Adagrad, row-wise Adagrad with weight decay
+          SCOPED_TRACE(::testing::Message() << c.tables << " tables dim " << c.dim << " rows " << c.rows << " "
+                                            << dtype_name(dt) << (mode == PoolMode::kSum ? " sum" : " mean")
+                                            << " optimizer " << opt);
+          Rng rng(seed++);
+          const int64_t batch = 37;
+          std::vector<Tensor> idx, off, w[2], acc[2];
+          for (int64_t t = 0; t < c.tables; ++t) {
+            Bags b = random_bags(rng, batch, c.rows, c.max_len);
+            idx.push_back(dev(i64(b.indices)));
+            off.push_back(dev(i64(b.offsets)));
+            Tensor w32 = rounded_f32(rng, {c.rows, c.dim}, dt), wt = Tensor::empty({c.rows, c.dim}, dt);
+            cast(w32, wt);
+            Tensor a = rounded_f32(rng, {c.rows}, DType::kF32, 0.0, 2.0);
+            for (int k = 0; k < 2; ++k) {
+              w[k].push_back(dev(wt));
+              acc[k].push_back(dev(a));
+            }
+          }
+          Tensor go = dev(random_tensor(rng, {batch, c.tables * c.dim}, DType::kF32, nullptr));
+          RowwiseAdagradArgs args;
+          args.lr = 0.07f;
+          args.weight_decay = opt == 2 ? 0.01f : 0.0f;
+          const bool checks = seed % 2 == 0;
+          cuda::set_embedding_bounds_checks(checks);
+          for (int k = 0; k < 2; ++k) {  // 0: sorted, 1: hashed
+            std::vector<Tensor*> wp, ap;
+            for (int64_t t = 0; t < c.tables; ++t) {
+              wp.push_back(&w[k][static_cast<size_t>(t)]);
+              ap.push_back(&acc[k][static_cast<size_t>(t)]);
+            }
+            cuda::set_deterministic_embedding_update(k == 0);
+            if (opt == 0) embedding_bags_backward_sgd(idx, off, go, mode, wp, args.lr);
+            else embedding_bags_backward_rowwise_adagrad(idx, off, go, mode, wp, ap, args);
+          }
+          cuda::set_deterministic_embedding_update(true);
+          cuda::set_embedding_bounds_checks(default_checks);
+          // fp32: a gradient sum of up to ~20 terms in [-1, 1) in another order, a few ulps of the sum's
+          // terms, scaled by lr / sqrt(acc) < 0.1 into the row. 16-bit tables: that can move the one
+          // rounding of the stored row by an ulp (2^-8 relative for bf16).
+          const Tol tol = dt == DType::kF32 ? Tol{1e-5, 1e-5} : Tol{1e-5, 1.6e-2};
+          for (int64_t t = 0; t < c.tables; ++t) {
+            SCOPED_TRACE(::testing::Message() << "table " << t);
+            const Tensor hw = host(w[1][static_cast<size_t>(t)]), sw = host(w[0][static_cast<size_t>(t)]);
+            if (c.dim == 600) {
+              EXPECT_TRUE(raw_bytes(hw) == raw_bytes(sw)) << "rows too long for the hashed path: sorted path expected";
+              continue;
+            }
+            EXPECT_TRUE(close(hw, values(sw), tol, "weights"));
+            EXPECT_TRUE(close(host(acc[1][static_cast<size_t>(t)]), values(host(acc[0][static_cast<size_t>(t)])),
+                              {1e-5, 1e-5}, "accumulators"));
           }
         }
 }
