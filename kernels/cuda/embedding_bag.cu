@@ -9,7 +9,8 @@
 // per unique row sums its bags' gradient rows in that fixed order: no atomics, so the result is
 // bit-reproducible. One synchronisation per call (all tables) brings the per-table row counts and the
 // validation flags to the host; the fused optimizers (optim.cu) read the counts on the device and
-// synchronise only for the bounds checks.
+// synchronise only for the bounds checks. The fused update's non-deterministic path hashes the lookups
+// by row instead of sorting them (hash_table_lookups, detail::HashedLookups).
 #include <cuda_runtime.h>
 
 #include <algorithm>

@@ -2,7 +2,9 @@
 // embedding kernels; the gradient row comes from a SparseGrad or is reduced on the fly from the lookups
 // of every table of a collection sorted together (fused backward + update; a one-table call is the
 // one-table case), and the row lives in one table (OneTable) or in the table its key belongs to
-// (ManyTables). Row-wise Adagrad reads up to four 4-wide pieces of the row before it reduces the
+// (ManyTables). With cuda::set_deterministic_embedding_update(false) the fused backward hashes the
+// lookups by row instead (hashed_update_kernel: a lane group per lookup, float atomics for rows looked
+// up more than once). Row-wise Adagrad reads up to four 4-wide pieces of the row before it reduces the
 // gradient, keeps them and their gradient in registers between its two phases (sum of squares, then
 // update) and recomputes the rest. The fused backward's kernels read their row counts on the device.
 // Dense: a multi-tensor launch whose kernel argument carries up to 48 tensors; each block finds its
