@@ -44,8 +44,10 @@ int sparse_update_narrowing();
 // (default) sorts the lookups and sums each row's gradient in bag order, bit-reproducible; false hashes
 // them by row instead (one insert launch, one update launch): a row looked up once is updated straight
 // from its bag's gradient, the lookups of a row looked up more often add up with float atomics, so the
-// last bits of such a row's update vary from run to run. Calls of more than 32 tables or rows longer than
-// 512 elements (128 when unaligned) always sort. `train.deterministic` in the trainer.
+// last bits of such a row's update vary from run to run. Calls of more than 32 tables, rows longer than
+// 512 elements (128 when unaligned) or whose rows looked up twice could need more than 1 GiB of scratch
+// (sum over tables of min(lookups / 2, rows) x dim x 4 bytes) always sort. `train.deterministic` in the
+// trainer.
 void set_deterministic_embedding_update(bool on);
 bool deterministic_embedding_update();
 

@@ -542,14 +542,25 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
   return s;
 }
 
-bool hashable(int64_t nnz) { return nnz < (int64_t{1} << 29); }
+int64_t multi_rows_bound(const std::vector<Tensor>& indices, const std::vector<int64_t>& num_rows) {
+  int64_t bound = 0;
+  for (size_t t = 0; t < indices.size(); ++t) bound += std::min(indices[t].numel() / 2, num_rows[t]);
+  return std::max<int64_t>(bound, 1);
+}
+
+bool hashable(const std::vector<Tensor>& indices, const std::vector<int64_t>& num_rows, int64_t dim) {
+  int64_t nnz = 0;
+  for (const Tensor& i : indices) nnz += i.numel();
+  return indices.size() <= static_cast<size_t>(kMaxTables) && nnz < (int64_t{1} << 29) &&
+         multi_rows_bound(indices, num_rows) * std::max<int64_t>(dim, 1) * 4 <= (int64_t{1} << 30);
+}
 
 HashedLookups hash_table_lookups(const char* op, bool grouped, const std::vector<Tensor>& indices,
                                  const std::vector<Tensor>& offsets, const std::vector<int64_t>& num_rows,
                                  int64_t batch, bool mean, int64_t dim) {
   const Call c = describe(nullptr, indices, offsets, num_rows, batch);
-  RF_CHECK(c.tables.size() <= static_cast<size_t>(kMaxTables) && hashable(c.nnz), op,
-           ": the hashed lookups take at most ", kMaxTables, " tables and 2^29 lookups");
+  RF_CHECK(hashable(indices, num_rows, dim), op, ": the hashed lookups take at most ", kMaxTables,
+           " tables, 2^29 lookups and 1 GiB of multi rows");
   const int64_t T = static_cast<int64_t>(c.tables.size());
   const Device dev = indices[0].device();
   const bool checks = embedding_bounds_checks();
@@ -576,7 +587,7 @@ HashedLookups hash_table_lookups(const char* op, bool grouped, const std::vector
   h.slots = Tensor::empty({2 * h.cap + 1}, DType::kI64, dev);
   h.slot_of = Tensor::empty({c.nnz}, DType::kI32, dev);
   h.bag_of = Tensor::empty({c.nnz}, DType::kI32, dev);
-  h.multi = Tensor::empty({std::max<int64_t>(c.nnz / 2, 1), std::max<int64_t>(dim, 1)}, DType::kF32, dev);
+  h.multi = Tensor::empty({multi_rows_bound(indices, num_rows), std::max<int64_t>(dim, 1)}, DType::kF32, dev);
   if (mean) h.inv_len = Tensor::empty({T * batch}, DType::kF32, dev);
   RF_CHECK_CUDA(cudaMemsetAsync(h.slots.raw(), 0, h.slots.nbytes(), detail::stream()));
   const int lanes = detail::lanes_for(std::max<int64_t>(1, c.nnz / std::max<int64_t>(1, T * batch)), 1);

@@ -111,13 +111,17 @@ struct HashedLookups {
   Tensor slot_of;  // [nnz] int32: each lookup's slot
   Tensor bag_of;   // [nnz] int32: t * batch + bag
   Tensor inv_len;  // [T * batch] fp32, mean pooling only
-  Tensor multi;    // [max(1, nnz / 2), dim] fp32: the summed gradient rows of rows looked up more than once
+  Tensor multi;    // [multi_rows_bound, dim] fp32: the summed gradient rows of rows looked up more than once
   std::vector<int64_t> row_base;  // [T] (host)
   HashSlot* table() const { return static_cast<HashSlot*>(slots.raw()); }
   int32_t* multi_count() const { return reinterpret_cast<int32_t*>(static_cast<int64_t*>(slots.raw()) + 2 * cap); }
 };
-// Whether a call can take the hashed path: lookups < 2^29 (slots fit int32).
-bool hashable(int64_t nnz);
+// The multi rows a call can need: table t has at most min(lookups_t / 2, rows_t) rows looked up twice or
+// more (at least 1, the buffer's minimum).
+int64_t multi_rows_bound(const std::vector<Tensor>& indices, const std::vector<int64_t>& num_rows);
+// Whether a call can take the hashed path: at most kMaxTables tables, fewer than 2^29 lookups (slots fit
+// int32), and a multi-row scratch of at most 1 GiB (rows of `dim` fp32); otherwise it sorts.
+bool hashable(const std::vector<Tensor>& indices, const std::vector<int64_t>& num_rows, int64_t dim);
 HashedLookups hash_table_lookups(const char* op, bool grouped, const std::vector<Tensor>& indices,
                                  const std::vector<Tensor>& offsets, const std::vector<int64_t>& num_rows,
                                  int64_t batch, bool mean, int64_t dim);

@@ -467,13 +467,11 @@ void update_from_values(Tensor& table, Tensor* acc, const SparseGrad& grad, Run 
 
 std::atomic<bool> g_deterministic{true};
 
-// The hashed path takes calls of up to kMaxTables tables whose rows fit a lane group's registers (the
+// The hashed path takes the calls detail::hashable accepts whose rows fit a lane group's registers (the
 // four cached pieces of the sorted path's kernel) when determinism is not asked for.
-bool hashed_path(const std::vector<Tensor>& indices, int64_t tables, int64_t dim, bool vec) {
-  if (g_deterministic || tables > kMaxTables) return false;
-  int64_t nnz = 0;
-  for (const Tensor& i : indices) nnz += i.numel();
-  return cuda::detail::hashable(nnz) && dim <= int64_t{32} * (vec ? 4 : 1) * kCachedPieces;
+bool hashed_path(const std::vector<Tensor>& indices, const std::vector<int64_t>& rows, int64_t dim, bool vec) {
+  return !g_deterministic && dim <= int64_t{32} * (vec ? 4 : 1) * kCachedPieces &&
+         cuda::detail::hashable(indices, rows, dim);
 }
 
 // The fused backward + update through the hashed lookups: one insert launch, one update launch (plus the
@@ -544,7 +542,7 @@ void update_from_bags(const char* op, const std::vector<Tensor>& indices, const 
   cuda::detail::DeviceScope scope(*tables[0]);
   const int64_t stride = grad_out.size(1);
   const bool vec = dim % 4 == 0 && stride % 4 == 0 && cuda::detail::alignment_of(grad_out.raw()) >= 16;
-  if (hashed_path(indices, T, dim, vec)) {
+  if (hashed_path(indices, rows, dim, vec)) {
     update_hashed(op, indices, offsets, grad_out, mode, tables, accs, rows, batch, vec, row);
     return;
   }
