@@ -134,6 +134,35 @@ __global__ void __launch_bounds__(kThreads) sparse_sgd_kernel(const __grid_const
   }
 }
 
+// Row-wise Adagrad's update of one row once its group has summed the squares of its (decayed) gradient:
+// lane 0 stores the new accumulator (FBGEMM divides the sum by D, not a multiply by 1/D), and the row's
+// first C pieces, held in registers with their gradient, are written back as
+// correction * row - multiplier * g. Returns {multiplier, correction} for pieces past the first C.
+struct AdagradScale {
+  float multiplier, correction;
+};
+template <class T, int V, int C>
+__device__ __forceinline__ AdagradScale adagrad_update_pieces(T* w, float* acc, float old_acc, float sum_sq,
+                                                              const float (&row)[C][V], const float (&g)[C][V],
+                                                              int lane, int lanes, int64_t dim, float lr, float eps,
+                                                              float wd) {
+  const float new_acc = old_acc + sum_sq / static_cast<float>(dim);
+  if (lane == 0) *acc = new_acc;
+  const float multiplier = lr / (sqrtf(new_acc) + eps);
+  const float correction = wd != 0.0f ? 1.0f - multiplier * wd : 1.0f;
+#pragma unroll
+  for (int c = 0; c < C; ++c) {
+    const int64_t d0 = static_cast<int64_t>(lane) * V + static_cast<int64_t>(c) * lanes * V;
+    if (d0 < dim) {
+      float x[V];
+#pragma unroll
+      for (int i = 0; i < V; ++i) x[i] = correction * row[c][i] - multiplier * g[c][i];
+      store_vec<T, V>(w + d0, x);
+    }
+  }
+  return {multiplier, correction};
+}
+
 // The row's first kCachedPieces pieces (and the accumulator) are read before the gradient is reduced, so
 // those reads overlap its; their gradient pieces stay in registers between the two phases.
 // C: pieces a lane keeps (1, 2 or 4; cached_pieces()), so a short row does not hold registers for four.
@@ -184,27 +213,14 @@ __global__ void __launch_bounds__(kThreads) rowwise_adagrad_kernel(const __grid_
   }
   for (int o = lanes / 2; o > 0; o >>= 1) sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, o);
   if (!active) return;
-  // FBGEMM divides the row's sum of squares by D (not a multiply by 1/D).
-  const float new_acc = old_acc + sum_sq / static_cast<float>(dim);
-  if (lane == 0) *acc = new_acc;
-  const float multiplier = step_lr.get() / (sqrtf(new_acc) + eps);
-  const float correction = decay ? 1.0f - multiplier * wd : 1.0f;
-#pragma unroll
-  for (int c = 0; c < C; ++c) {
-    const int64_t d0 = static_cast<int64_t>(lane) * V + c * step;
-    if (d0 < dim) {
-      float x[V];
-#pragma unroll
-      for (int i = 0; i < V; ++i) x[i] = correction * row[c][i] - multiplier * cache[c][i];
-      store_vec<T, V>(w + d0, x);
-    }
-  }
+  const AdagradScale k = adagrad_update_pieces<T, V, C>(w, acc, old_acc, sum_sq, row, cache, lane, lanes, dim,
+                                                        step_lr.get(), eps, wd);
   for (int64_t d0 = static_cast<int64_t>(lane) * V + C * step; d0 < dim; d0 += step) {
     float g[V], x[V];
     src.template operator()<V>(u, d0, g);
     load_vec<T, V>(w + d0, x);
 #pragma unroll
-    for (int i = 0; i < V; ++i) x[i] = correction * x[i] - multiplier * g[i];
+    for (int i = 0; i < V; ++i) x[i] = k.correction * x[i] - k.multiplier * g[i];
     store_vec<T, V>(w + d0, x);
   }
 }
@@ -236,7 +252,7 @@ struct SgdRow {
   }
 };
 
-// The arithmetic of rowwise_adagrad_kernel on a row held in registers.
+// rowwise_adagrad_kernel's arithmetic (adagrad_update_pieces) on a row held in registers.
 struct AdagradRow {
   Lr lr;
   float eps, wd;
@@ -260,21 +276,7 @@ struct AdagradRow {
       }
     }
     for (int o = lanes / 2; o > 0; o >>= 1) sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, o);
-    if (!mine) return;
-    const float new_acc = old_acc + sum_sq / static_cast<float>(dim);
-    if (lane == 0) *state = new_acc;
-    const float multiplier = lr.get() / (sqrtf(new_acc) + eps);
-    const float correction = decay ? 1.0f - multiplier * wd : 1.0f;
-#pragma unroll
-    for (int c = 0; c < C; ++c) {
-      const int64_t d0 = static_cast<int64_t>(lane) * V + static_cast<int64_t>(c) * lanes * V;
-      if (d0 < dim) {
-        float x[V];
-#pragma unroll
-        for (int i = 0; i < V; ++i) x[i] = correction * row[c][i] - multiplier * g[c][i];
-        store_vec<T, V>(w + d0, x);
-      }
-    }
+    if (mine) adagrad_update_pieces<T, V, C>(w, state, old_acc, sum_sq, row, g, lane, lanes, dim, lr.get(), eps, wd);
   }
 };
 
