@@ -41,6 +41,15 @@ Device common_device(const char* op, const std::vector<const Tensor*>& tensors) 
   return common_device_of(op, tensors);
 }
 
+// `singles` and every tensor of `lists`, as common_device takes them (ops over tensor lists).
+std::vector<const Tensor*> tensors_of(std::initializer_list<const Tensor*> singles,
+                                      std::initializer_list<const std::vector<Tensor>*> lists) {
+  std::vector<const Tensor*> all(singles);
+  for (const std::vector<Tensor>* list : lists)
+    for (const Tensor& t : *list) all.push_back(&t);
+  return all;
+}
+
 // The CUDA branch of an op: its rf::cuda version when recforge was built with CUDA, else BackendError.
 #if RECFORGE_WITH_CUDA
 #define RF_CUDA_OR_THROW(op, ...) __VA_ARGS__
@@ -118,19 +127,14 @@ SparseGrad embedding_bag_backward(const Tensor& indices, const Tensor& offsets, 
 
 void embedding_bags_forward(const std::vector<Tensor>& tables, const std::vector<Tensor>& indices,
                             const std::vector<Tensor>& offsets, PoolMode mode, Tensor& out) {
-  std::vector<const Tensor*> all{&out};
-  for (const auto* list : {&tables, &indices, &offsets})
-    for (const Tensor& t : *list) all.push_back(&t);
-  if (common_device("embedding_bags_forward", all).is_cpu())
+  if (common_device("embedding_bags_forward", tensors_of({&out}, {&tables, &indices, &offsets})).is_cpu())
     return cpu::embedding_bags_forward(tables, indices, offsets, mode, out);
   RF_CUDA_OR_THROW(embedding_bags_forward, return cuda::embedding_bags_forward(tables, indices, offsets, mode, out));
 }
 
 void check_embedding_bags(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                           const std::vector<int64_t>& num_rows) {
-  std::vector<const Tensor*> all;
-  for (const auto* list : {&indices, &offsets})
-    for (const Tensor& t : *list) all.push_back(&t);
+  const std::vector<const Tensor*> all = tensors_of({}, {&indices, &offsets});
   if (all.empty() && num_rows.empty()) return;  // no tables: nothing to check
   if (all.empty() || common_device("check_embedding_bags", all).is_cpu())
     return cpu::check_bags(indices, offsets, num_rows);
@@ -140,10 +144,7 @@ void check_embedding_bags(const std::vector<Tensor>& indices, const std::vector<
 std::vector<SparseGrad> embedding_bags_backward(const std::vector<Tensor>& indices, const std::vector<Tensor>& offsets,
                                                 const Tensor& grad_out, PoolMode mode,
                                                 const std::vector<int64_t>& num_rows) {
-  std::vector<const Tensor*> all{&grad_out};
-  for (const auto* list : {&indices, &offsets})
-    for (const Tensor& t : *list) all.push_back(&t);
-  if (common_device("embedding_bags_backward", all).is_cpu())
+  if (common_device("embedding_bags_backward", tensors_of({&grad_out}, {&indices, &offsets})).is_cpu())
     return cpu::embedding_bags_backward(indices, offsets, grad_out, mode, num_rows);
   RF_CUDA_OR_THROW(embedding_bags_backward,
                    return cuda::embedding_bags_backward(indices, offsets, grad_out, mode, num_rows));
@@ -234,9 +235,7 @@ void split_columns(const Tensor& in, const Tensor* addend, const std::vector<Ten
 }
 
 void copy_tensors(const std::vector<Tensor>& src, const std::vector<Tensor>& dst) {
-  std::vector<const Tensor*> all;
-  for (const auto* list : {&src, &dst})
-    for (const Tensor& t : *list) all.push_back(&t);
+  const std::vector<const Tensor*> all = tensors_of({}, {&src, &dst});
   if (all.empty() || common_device("copy_tensors", all).is_cpu()) return cpu::copy_tensors(src, dst);
   RF_CUDA_OR_THROW(copy_tensors, return cuda::copy_tensors(src, dst));
 }
