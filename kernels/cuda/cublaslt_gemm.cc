@@ -57,11 +57,7 @@ DeviceLt g_devices[kMaxDevices];
 std::map<Key, Cached> g_algos;
 
 // The current device's compute stream (src/core/allocator.h), where every recforge op is queued.
-cudaStream_t compute_stream() {
-  int device = 0;
-  RF_CHECK_CUDA(cudaGetDevice(&device));
-  return static_cast<cudaStream_t>(device_compute_stream(device));
-}
+cudaStream_t compute_stream() { return static_cast<cudaStream_t>(current_compute_stream()); }
 
 DeviceLt& device_lt(int device) {
   RF_CHECK(device >= 0 && device < kMaxDevices, "cuBLASLt: device index ", device, " out of range");

@@ -48,11 +48,7 @@ class DeviceScope {
 // Every recforge kernel, memset, copy, cub and cuBLASLt call runs on the current device's compute stream
 // (src/core/allocator.h), the stream the allocator's copies and memsets use too, so freed blocks are
 // reused in order and a training step can be captured into a CUDA graph.
-inline cudaStream_t stream() {
-  int device = 0;
-  RF_CHECK_CUDA(cudaGetDevice(&device));
-  return static_cast<cudaStream_t>(device_compute_stream(device));
-}
+inline cudaStream_t stream() { return static_cast<cudaStream_t>(current_compute_stream()); }
 
 // Grid for a grid-stride loop over n elements, capped so that huge tensors reuse threads.
 inline unsigned grid_for(int64_t n, int threads, int64_t cap = 65535 * 8) {

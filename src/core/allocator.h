@@ -19,6 +19,8 @@ bool cuda_available();
 // cannot be captured). It is a blocking stream: work other libraries queue on the legacy default
 // stream still runs in order with it. Throws BackendError without CUDA.
 void* device_compute_stream(int device);
+// The compute stream of the calling thread's current CUDA device (cudaGetDevice).
+void* current_compute_stream();
 
 void* device_allocate(size_t bytes, int device);
 // Returns the block to the cache. Blocks are reused in stream order: every recforge kernel on a device

@@ -109,6 +109,12 @@ void* device_compute_stream(int device) {
   return s;
 }
 
+void* current_compute_stream() {
+  int device = 0;
+  RF_CHECK_CUDA(cudaGetDevice(&device));
+  return device_compute_stream(device);
+}
+
 void* device_allocate(size_t bytes, int device) {
   DeviceCache& c = cache_for(device);
   size_t size = device_block_size(bytes);

@@ -15,6 +15,7 @@ size_t device_block_size(size_t bytes) { return bytes; }
 void* device_allocate(size_t, int) { no_cuda(); return nullptr; }
 void device_free(void*, int) {}
 void* device_compute_stream(int) { no_cuda(); return nullptr; }
+void* current_compute_stream() { no_cuda(); return nullptr; }
 int device_pool_create(int) { no_cuda(); return 0; }
 void device_pool_route(int, int) {}
 void device_pool_release(int, int) {}
