@@ -1,6 +1,6 @@
-// Helpers of the end-to-end tests: a synthetic data set generated once per process, a shell command
-// run to completion with its output and exit code, and the readers for the files a training run
-// leaves behind (whole files, the train losses in metrics.jsonl).
+// Helpers of the end-to-end tests: a scratch directory per process, a synthetic data set generated
+// once per process, a shell command run to completion with its output and exit code, and the readers
+// for the files a training run leaves behind (whole files, the train losses in metrics.jsonl).
 #pragma once
 
 #include <sys/wait.h>
@@ -9,12 +9,14 @@
 #include <array>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -52,9 +54,36 @@ inline data::SynthSpec small_synth_spec(int64_t rows_train, int64_t rows_test, i
   return spec;
 }
 
-// A directory in the temp dir, unique to this process and `name`, holding train.tsv and test.tsv of
-// `spec`. Generated on the first call for `name` (later calls reuse it and ignore `spec`); `result`,
-// when given, receives what the generation reported (the planted AUC among it).
+// A directory in the temp dir unique to this process and `name`, made empty on the first call for
+// `name` (an earlier process with the same pid may have left one behind: pids wrap at pid_max, and a
+// stale checkpoint there would change what a test resumes from) and removed when the process exits,
+// unless RECFORGE_KEEP_TEST_DIRS is set in the environment (to look at what a failing test left).
+inline std::filesystem::path process_dir(const std::string& name) {
+  struct Dirs {
+    std::mutex mu;
+    std::map<std::string, std::filesystem::path> made;
+    ~Dirs() {
+      if (std::getenv("RECFORGE_KEEP_TEST_DIRS")) return;
+      std::error_code ec;  // best effort at exit: never throw from here
+      for (const auto& entry : made) std::filesystem::remove_all(entry.second, ec);
+    }
+  };
+  static Dirs dirs;
+  std::lock_guard<std::mutex> lock(dirs.mu);
+  auto it = dirs.made.find(name);
+  if (it == dirs.made.end()) {
+    const std::filesystem::path dir =
+        std::filesystem::temp_directory_path() / ("rf_" + name + "_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    it = dirs.made.emplace(name, dir).first;
+  }
+  return it->second;
+}
+
+// process_dir(name) holding train.tsv and test.tsv of `spec`. Generated on the first call for `name`
+// (later calls reuse it and ignore `spec`); `result`, when given, receives what the generation
+// reported (the planted AUC among it).
 inline std::filesystem::path synth_dataset(const std::string& name, const data::SynthSpec& spec,
                                            data::SynthResult* result = nullptr) {
   static std::mutex mu;
@@ -62,9 +91,7 @@ inline std::filesystem::path synth_dataset(const std::string& name, const data::
   std::lock_guard<std::mutex> lock(mu);
   auto it = made.find(name);
   if (it == made.end()) {
-    const std::filesystem::path dir =
-        std::filesystem::temp_directory_path() / ("rf_" + name + "_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
+    const std::filesystem::path dir = process_dir(name);
     data::SynthResult r = data::synth_write(spec, (dir / "train.tsv").string(), (dir / "test.tsv").string());
     it = made.emplace(name, std::make_pair(dir, std::move(r))).first;
   }

@@ -2,12 +2,11 @@
 // --print-config and --help succeed; placeholders and unknown commands say what they are.
 #include <gtest/gtest.h>
 
-#include <array>
-#include <cstdio>
 #include <fstream>
 #include <string>
-#include <sys/wait.h>
-#include <unistd.h>
+#include <utility>
+
+#include "tests/common/test_support.h"
 
 namespace {
 
@@ -17,15 +16,8 @@ struct Result {
 };
 
 Result run_recforge(const std::string& args) {
-  std::string cmd = std::string("'") + RECFORGE_BIN + "' " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return {-1, "popen failed"};
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+  rf::test::CommandResult r = rf::test::run_command(std::string("'") + RECFORGE_BIN + "' " + args);
+  return {r.exit_code, std::move(r.output)};
 }
 
 const std::string kTiny = RECFORGE_SOURCE_DIR "/configs/dlrm_tiny.ini";
@@ -37,7 +29,7 @@ TEST(Cli, UnknownOverrideIsOneLineExit2) {
 }
 
 TEST(Cli, BadKeyInFileNamesLine) {
-  std::string path = ::testing::TempDir() + "rf_cli_" + std::to_string(::getpid()) + ".ini";
+  std::string path = (rf::test::process_dir("cli") / "bad_key.ini").string();
   std::ofstream(path) << "[train]\nbatch_sise = 4\n";
   Result r = run_recforge("train --config " + path);
   EXPECT_EQ(r.code, 2);

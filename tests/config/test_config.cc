@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "src/config/config.h"
+#include "tests/common/test_support.h"
 
 namespace rf {
 namespace {
@@ -15,8 +16,7 @@ namespace {
 // Writes `text` to a fresh file under the test temp dir and returns its path.
 std::string write_ini(const std::string& text) {
   static int counter = 0;
-  std::string path = ::testing::TempDir() + "rf_config_" + std::to_string(::getpid()) + "_" +
-                     std::to_string(counter++) + ".ini";
+  std::string path = (test::process_dir("config") / (std::to_string(counter++) + ".ini")).string();
   std::ofstream(path) << text;
   return path;
 }

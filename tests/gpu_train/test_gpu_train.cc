@@ -12,6 +12,7 @@
 #include "src/config/config.h"
 #include "src/optim/optimizer.h"
 #include "src/train/trainer.h"
+#include "tests/common/test_support.h"
 #include "tests/gpu_train/gpu_train_util.h"
 
 namespace rf {
@@ -21,8 +22,7 @@ namespace fs = std::filesystem;
 
 const fs::path& synth_dir() {
   static fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("rf_gpu_train_test_" + std::to_string(getpid()));
-    fs::create_directories(d);
+    fs::path d = test::process_dir("gpu_train_test");
     data::SynthSpec spec;
     spec.rows_train = 40000;
     spec.rows_test = 10000;

@@ -11,6 +11,7 @@
 
 #include "src/core/error.h"
 #include "src/io/tensor_file.h"
+#include "tests/common/test_support.h"
 
 namespace rf {
 namespace {
@@ -18,9 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::string temp_path(const std::string& name) {
-  fs::path dir = fs::path(::testing::TempDir()) / ("rf_io_" + std::to_string(::getpid()));
-  fs::create_directories(dir);
-  return (dir / name).string();
+  return (test::process_dir("io") / name).string();
 }
 
 template <class Fn>
