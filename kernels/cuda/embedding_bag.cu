@@ -361,12 +361,15 @@ __device__ __forceinline__ uint32_t slot_of_key(unsigned long long key, int shif
 }
 
 // One lane per lookup of a bag (lanes per bag as keys_kernel): insert key + 1 into the open-addressing
-// table (linear probing), count the slot's lookups; the second lookup of a row takes the next multi row
-// and zeroes it. Out-of-range indices (validation reports them) are clamped like keys_kernel's.
+// table (linear probing), count the slot's lookups; the second lookup of a row takes the next of the
+// `multi_rows` multi rows and zeroes it. Out-of-range indices (validation reports them) are clamped like
+// keys_kernel's. Bad offsets (decreasing ones: bags overlap) can visit a position more than once, so
+// more rows than multi_rows_bound's can count twice: past `multi_rows` a row gets no multi row (the
+// update then writes each of its lookups alone); validation throws before any update runs.
 __global__ void hash_kernel(const __grid_constant__ BagTables tabs, int first, int64_t batch, int lanes, int shift,
                             detail::HashSlot* __restrict__ slots, int32_t* __restrict__ multi_count,
                             int32_t* __restrict__ slot_of, int32_t* __restrict__ bag_of, float* __restrict__ inv_len,
-                            float* __restrict__ multi, int64_t dim) {
+                            float* __restrict__ multi, int64_t multi_rows, int64_t dim) {
   const uint32_t mask = static_cast<uint32_t>((~0ull) >> shift);  // cap - 1
   for_each_lookup(tabs, first, batch, lanes, inv_len, [&](const BagTable& tb, int64_t k, int64_t row, int32_t bag) {
     const unsigned long long key = static_cast<unsigned long long>(tb.row_base + row) + 1;
@@ -378,9 +381,11 @@ __global__ void hash_kernel(const __grid_constant__ BagTables tabs, int first, i
     }
     if (atomicAdd(&slots[h].count, 1) == 1) {  // the row's second lookup
       const int32_t m = atomicAdd(multi_count, 1);
-      float* sum = multi + static_cast<int64_t>(m) * dim;
-      for (int64_t d = 0; d < dim; ++d) sum[d] = 0.0f;
-      slots[h].multi_plus_one = m + 1;
+      if (m < multi_rows) {
+        float* sum = multi + static_cast<int64_t>(m) * dim;
+        for (int64_t d = 0; d < dim; ++d) sum[d] = 0.0f;
+        slots[h].multi_plus_one = m + 1;
+      }
     }
     slot_of[tb.pos_base + k] = static_cast<int32_t>(h);
     bag_of[tb.pos_base + k] = bag;
@@ -594,7 +599,8 @@ HashedLookups hash_table_lookups(const char* op, bool grouped, const std::vector
   per_launch(c, [&](const BagTables& tabs, int first, unsigned tables) {
     hash_kernel<<<dim3(detail::grid_for(batch * lanes, kThreads, 2048), tables), kThreads, 0, detail::stream()>>>(
         tabs, first, batch, lanes, 64 - log2_cap, h.table(), h.multi_count(), h.slot_of.data<int32_t>(),
-        h.bag_of.data<int32_t>(), mean ? h.inv_len.data<float>() : nullptr, h.multi.data<float>(), dim);
+        h.bag_of.data<int32_t>(), mean ? h.inv_len.data<float>() : nullptr, h.multi.data<float>(), h.multi.size(0),
+        dim);
   });
   if (checks) {
     const std::vector<int64_t> f = flags.to_vector<int64_t>();  // the one synchronisation

@@ -172,44 +172,62 @@ TEST(CudaSparseOptim, FusedAndUnfusedMatchHostReference) {
   cuda::set_sparse_update_narrowing(default_narrowing);
 }
 
-// A bad index in the fused backward + update: a DataError naming the table, and not a byte of any table
-// or accumulator written (validation runs before the update kernels).
-TEST(CudaSparseOptim, FusedUpdateRejectsBadIndexBeforeWriting) {
+// A bad index or bad offsets in the fused backward + update: a DataError naming the table, and not a
+// byte of any table or accumulator written (validation runs before the update kernels). The decreasing
+// offsets make two bags of table 1 cover all its 8 lookups, so each of its 8 rows counts twice: more than
+// the 4 multi rows the hashed path sizes for 8 lookups, which its insert pass must not write past.
+TEST(CudaSparseOptim, FusedUpdateRejectsBadIndexOrOffsetsBeforeWriting) {
   RF_REQUIRE_GPU();
   const int64_t T = 3, rows = 10, dim = 8, batch = 4;
+  struct Case {
+    std::vector<std::vector<int64_t>> idx, off;
+    std::string error;
+  };
+  const std::vector<Case> cases = {
+      {{{1, 2, 3, 4}, {1, 2, 3, rows}, {1, 2, 3, 4}},
+       {{0, 1, 2, 3, 4}, {0, 1, 2, 3, 4}, {0, 1, 2, 3, 4}},
+       "(table 1): bag 3 holds index 10"},
+      {{{1}, {0, 1, 2, 3, 4, 5, 6, 7}, {1}},
+       {{0, 0, 0, 0, 1}, {0, 8, 0, 8, 8}, {0, 0, 0, 0, 1}},
+       "(table 1): offsets decrease at bag 1 (8 then 0)"},
+  };
   Rng rng(31);
-  std::vector<Tensor> idx, off, w, acc;
-  std::vector<Tensor*> wp, ap;
-  for (int64_t t = 0; t < T; ++t) {
-    idx.push_back(dev(i64({1, 2, 3, t == 1 ? rows : 4})));
-    off.push_back(dev(i64({0, 1, 2, 3, 4})));
-    w.push_back(dev(rounded_f32(rng, {rows, dim}, DType::kF32)));
-    acc.push_back(dev(rounded_f32(rng, {rows}, DType::kF32, 0.0, 2.0)));
-  }
-  for (int64_t t = 0; t < T; ++t) {
-    wp.push_back(&w[static_cast<size_t>(t)]);
-    ap.push_back(&acc[static_cast<size_t>(t)]);
-  }
-  std::vector<std::vector<uint8_t>> w0, a0;
-  for (int64_t t = 0; t < T; ++t) {
-    w0.push_back(raw_bytes(host(w[static_cast<size_t>(t)])));
-    a0.push_back(raw_bytes(host(acc[static_cast<size_t>(t)])));
-  }
-  Tensor go = dev(random_tensor(rng, {batch, T * dim}, DType::kF32, nullptr));
-  for (int opt = 0; opt < 4; ++opt) {  // SGD, row-wise Adagrad; sorted, then hashed
-    cuda::set_deterministic_embedding_update(opt < 2);
-    try {
-      if (opt % 2 == 0) embedding_bags_backward_sgd(idx, off, go, PoolMode::kSum, wp, 0.1f);
-      else embedding_bags_backward_rowwise_adagrad(idx, off, go, PoolMode::kSum, wp, ap, RowwiseAdagradArgs{});
-      ADD_FAILURE() << "expected DataError (case " << opt << ")";
-    } catch (const DataError& e) {
-      EXPECT_NE(std::string(e.what()).find("(table 1): bag 3 holds index 10"), std::string::npos) << e.what();
+  for (const Case& k : cases) {
+    std::vector<Tensor> idx, off, w, acc;
+    std::vector<Tensor*> wp, ap;
+    for (int64_t t = 0; t < T; ++t) {
+      idx.push_back(dev(i64(k.idx[static_cast<size_t>(t)])));
+      off.push_back(dev(i64(k.off[static_cast<size_t>(t)])));
+      w.push_back(dev(rounded_f32(rng, {rows, dim}, DType::kF32)));
+      acc.push_back(dev(rounded_f32(rng, {rows}, DType::kF32, 0.0, 2.0)));
     }
-  }
-  cuda::set_deterministic_embedding_update(true);
-  for (int64_t t = 0; t < T; ++t) {
-    EXPECT_TRUE(raw_bytes(host(w[static_cast<size_t>(t)])) == w0[static_cast<size_t>(t)]) << "table " << t << " written";
-    EXPECT_TRUE(raw_bytes(host(acc[static_cast<size_t>(t)])) == a0[static_cast<size_t>(t)]) << "acc " << t << " written";
+    for (int64_t t = 0; t < T; ++t) {
+      wp.push_back(&w[static_cast<size_t>(t)]);
+      ap.push_back(&acc[static_cast<size_t>(t)]);
+    }
+    std::vector<std::vector<uint8_t>> w0, a0;
+    for (int64_t t = 0; t < T; ++t) {
+      w0.push_back(raw_bytes(host(w[static_cast<size_t>(t)])));
+      a0.push_back(raw_bytes(host(acc[static_cast<size_t>(t)])));
+    }
+    Tensor go = dev(random_tensor(rng, {batch, T * dim}, DType::kF32, nullptr));
+    for (int opt = 0; opt < 4; ++opt) {  // SGD, row-wise Adagrad; sorted, then hashed
+      cuda::set_deterministic_embedding_update(opt < 2);
+      try {
+        if (opt % 2 == 0) embedding_bags_backward_sgd(idx, off, go, PoolMode::kSum, wp, 0.1f);
+        else embedding_bags_backward_rowwise_adagrad(idx, off, go, PoolMode::kSum, wp, ap, RowwiseAdagradArgs{});
+        ADD_FAILURE() << "expected DataError (case " << opt << ", " << k.error << ")";
+      } catch (const DataError& e) {
+        EXPECT_NE(std::string(e.what()).find(k.error), std::string::npos) << e.what();
+      }
+    }
+    cuda::set_deterministic_embedding_update(true);
+    for (int64_t t = 0; t < T; ++t) {
+      EXPECT_TRUE(raw_bytes(host(w[static_cast<size_t>(t)])) == w0[static_cast<size_t>(t)])
+          << k.error << ": table " << t << " written";
+      EXPECT_TRUE(raw_bytes(host(acc[static_cast<size_t>(t)])) == a0[static_cast<size_t>(t)])
+          << k.error << ": acc " << t << " written";
+    }
   }
 }
 
