@@ -365,11 +365,12 @@ __device__ __forceinline__ uint32_t slot_of_key(unsigned long long key, int shif
 // `multi_rows` multi rows and zeroes it. Out-of-range indices (validation reports them) are clamped like
 // keys_kernel's. Bad offsets (decreasing ones: bags overlap) can visit a position more than once, so
 // more rows than multi_rows_bound's can count twice: past `multi_rows` a row gets no multi row (the
-// update then writes each of its lookups alone); validation throws before any update runs.
+// update then writes each of its lookups alone); validation throws before any update runs. `vec_zero`:
+// dim % 4 == 0 and `multi` 16-byte aligned.
 __global__ void hash_kernel(const __grid_constant__ BagTables tabs, int first, int64_t batch, int lanes, int shift,
                             detail::HashSlot* __restrict__ slots, int32_t* __restrict__ multi_count,
                             int32_t* __restrict__ slot_of, int32_t* __restrict__ bag_of, float* __restrict__ inv_len,
-                            float* __restrict__ multi, int64_t multi_rows, int64_t dim) {
+                            float* __restrict__ multi, int64_t multi_rows, int64_t dim, bool vec_zero) {
   const uint32_t mask = static_cast<uint32_t>((~0ull) >> shift);  // cap - 1
   for_each_lookup(tabs, first, batch, lanes, inv_len, [&](const BagTable& tb, int64_t k, int64_t row, int32_t bag) {
     const unsigned long long key = static_cast<unsigned long long>(tb.row_base + row) + 1;
@@ -383,7 +384,11 @@ __global__ void hash_kernel(const __grid_constant__ BagTables tabs, int first, i
       const int32_t m = atomicAdd(multi_count, 1);
       if (m < multi_rows) {
         float* sum = multi + static_cast<int64_t>(m) * dim;
-        for (int64_t d = 0; d < dim; ++d) sum[d] = 0.0f;
+        if (vec_zero) {  // 16-byte stores: this lane zeroes the whole row alone
+          for (int64_t d = 0; d < dim; d += 4) *reinterpret_cast<float4*>(sum + d) = make_float4(0.f, 0.f, 0.f, 0.f);
+        } else {
+          for (int64_t d = 0; d < dim; ++d) sum[d] = 0.0f;
+        }
         slots[h].multi_plus_one = m + 1;
       }
     }
@@ -596,11 +601,12 @@ HashedLookups hash_table_lookups(const char* op, bool grouped, const std::vector
   if (mean) h.inv_len = Tensor::empty({T * batch}, DType::kF32, dev);
   RF_CHECK_CUDA(cudaMemsetAsync(h.slots.raw(), 0, h.slots.nbytes(), detail::stream()));
   const int lanes = detail::lanes_for(std::max<int64_t>(1, c.nnz / std::max<int64_t>(1, T * batch)), 1);
+  const bool vec_zero = dim % 4 == 0 && detail::alignment_of(h.multi.raw()) >= 16;
   per_launch(c, [&](const BagTables& tabs, int first, unsigned tables) {
     hash_kernel<<<dim3(detail::grid_for(batch * lanes, kThreads, 2048), tables), kThreads, 0, detail::stream()>>>(
         tabs, first, batch, lanes, 64 - log2_cap, h.table(), h.multi_count(), h.slot_of.data<int32_t>(),
         h.bag_of.data<int32_t>(), mean ? h.inv_len.data<float>() : nullptr, h.multi.data<float>(), h.multi.size(0),
-        dim);
+        dim, vec_zero);
   });
   if (checks) {
     const std::vector<int64_t> f = flags.to_vector<int64_t>();  // the one synchronisation
