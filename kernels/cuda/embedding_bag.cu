@@ -109,7 +109,9 @@ __global__ void validate_kernel(const __grid_constant__ BagTables tabs, int firs
   }
 }
 
+// Sets flags[0, 2T) to kNone and queues the validation of every table of the call into them.
 void launch_validate(const Call& c, int64_t* flags) {
+  RF_CHECK_CUDA(cudaMemsetAsync(flags, 0x7f, 2 * c.tables.size() * sizeof(int64_t), detail::stream()));
   int64_t most = c.batch + 1;
   for (const BagTable& t : c.tables) most = std::max(most, t.nnz);
   per_launch(c, [&](const BagTables& tabs, int first, unsigned n) {
@@ -152,7 +154,6 @@ void throw_if_flagged(const char* op, bool grouped, const Call& c, const std::ve
 void validate_now(const char* op, bool grouped, const Call& c, const std::vector<Tensor>& indices,
                   const std::vector<Tensor>& offsets, Device device) {
   Tensor flags = Tensor::empty({2 * static_cast<int64_t>(c.tables.size())}, DType::kI64, device);
-  RF_CHECK_CUDA(cudaMemsetAsync(flags.raw(), 0x7f, flags.nbytes(), detail::stream()));
   launch_validate(c, flags.data<int64_t>());
   const std::vector<int64_t> f = flags.to_vector<int64_t>();  // synchronises
   throw_if_flagged(op, grouped, c, indices, offsets, f.data());
@@ -461,7 +462,8 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
   TableLookups s;
   s.batch = batch;
   for (const BagTable& t : c.tables) s.nnz_of.push_back(t.nnz);
-  // info: [2T] validation flags, then the [T + 1] table starts; one copy to the host reads both.
+  // info: [2T] validation flags (bounds checks on), then the [T + 1] table starts (runs_kernel writes
+  // every one); one copy to the host reads both.
   Tensor info = Tensor::empty({3 * T + 1}, DType::kI64, dev);
   s.table_start_dev = info.slice_rows(2 * T, 3 * T + 1);
   s.row_base = Tensor::empty({T}, DType::kI64, dev);
@@ -477,7 +479,6 @@ TableLookups sort_table_lookups(const char* op, bool grouped, const std::vector<
     if (checks) validate_now(op, grouped, c, indices, offsets, dev);
     return s;
   }
-  RF_CHECK_CUDA(cudaMemsetAsync(info.raw(), 0x7f, info.nbytes(), detail::stream()));
   if (checks) launch_validate(c, info.data<int64_t>());
 
   // Keys below 2^32 sort as uint32 (stored in an int32 tensor).
@@ -587,11 +588,9 @@ HashedLookups hash_table_lookups(const char* op, bool grouped, const std::vector
   Tensor flags;
   if (checks) {
     flags = Tensor::empty({2 * T}, DType::kI64, dev);
-    RF_CHECK_CUDA(cudaMemsetAsync(flags.raw(), 0x7f, flags.nbytes(), detail::stream()));
     launch_validate(c, flags.data<int64_t>());
   }
-  int log2_cap = 1;
-  while ((int64_t{1} << log2_cap) < 2 * c.nnz) ++log2_cap;
+  const int log2_cap = bits_for(2 * c.nnz);
   h.cap = int64_t{1} << log2_cap;
   static_assert(sizeof(HashSlot) == 16, "a slot is two int64 words");
   h.slots = Tensor::empty({2 * h.cap + 1}, DType::kI64, dev);
