@@ -134,6 +134,18 @@ __global__ void __launch_bounds__(kThreads) sparse_sgd_kernel(const __grid_const
   }
 }
 
+// sum_sq += the squares of one piece's gradient, decayed (g + wd * row) when `decay`: the terms of
+// row-wise Adagrad's accumulator. `row` is read only when `decay`.
+template <int V>
+__device__ __forceinline__ void add_squares(float& sum_sq, const float (&g)[V], const float (&row)[V], float wd,
+                                            bool decay) {
+#pragma unroll
+  for (int i = 0; i < V; ++i) {
+    const float gx = decay ? g[i] + wd * row[i] : g[i];
+    sum_sq += gx * gx;
+  }
+}
+
 // Row-wise Adagrad's update of one row once its group has summed the squares of its (decayed) gradient:
 // lane 0 stores the new accumulator (FBGEMM divides the sum by D, not a multiply by 1/D), and the row's
 // first C pieces, held in registers with their gradient, are written back as
@@ -194,22 +206,14 @@ __global__ void __launch_bounds__(kThreads) rowwise_adagrad_kernel(const __grid_
     const int64_t d0 = static_cast<int64_t>(lane) * V + c * step;
     if (active && d0 < dim) {
       src.template operator()<V>(u, d0, cache[c]);
-#pragma unroll
-      for (int i = 0; i < V; ++i) {
-        const float gx = decay ? cache[c][i] + wd * row[c][i] : cache[c][i];
-        sum_sq += gx * gx;
-      }
+      add_squares<V>(sum_sq, cache[c], row[c], wd, decay);
     }
   }
   for (int64_t d0 = static_cast<int64_t>(lane) * V + C * step; active && d0 < dim; d0 += step) {
     float g[V], x[V];
     src.template operator()<V>(u, d0, g);
     if (decay) load_vec<T, V>(w + d0, x);
-#pragma unroll
-    for (int i = 0; i < V; ++i) {
-      const float gx = decay ? g[i] + wd * x[i] : g[i];
-      sum_sq += gx * gx;
-    }
+    add_squares<V>(sum_sq, g, x, wd, decay);
   }
   for (int o = lanes / 2; o > 0; o >>= 1) sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, o);
   if (!active) return;
@@ -268,11 +272,7 @@ struct AdagradRow {
       const int64_t d0 = static_cast<int64_t>(lane) * V + static_cast<int64_t>(c) * lanes * V;
       if (mine && d0 < dim) {
         load_vec<T, V>(w + d0, row[c]);
-#pragma unroll
-        for (int i = 0; i < V; ++i) {
-          const float gx = decay ? g[c][i] + wd * row[c][i] : g[c][i];
-          sum_sq += gx * gx;
-        }
+        add_squares<V>(sum_sq, g[c], row[c], wd, decay);
       }
     }
     for (int o = lanes / 2; o > 0; o >>= 1) sum_sq += __shfl_xor_sync(0xffffffffu, sum_sq, o);
