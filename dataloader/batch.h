@@ -24,6 +24,26 @@ struct Batch {
   int64_t num_dense() const { return dense.defined() && dense.dim() == 2 ? dense.size(1) : 0; }
 };
 
+// The batch's tensors (handles sharing its storage): labels, dense, every feature's indices, then every
+// feature's offsets.
+inline std::vector<Tensor> tensors_of(const Batch& b) {
+  std::vector<Tensor> all{b.labels, b.dense};
+  all.insert(all.end(), b.indices.begin(), b.indices.end());
+  all.insert(all.end(), b.offsets.begin(), b.offsets.end());
+  return all;
+}
+
+// A batch of the same features holding f(t) (a Tensor) for each tensor t of `b`.
+template <class F>
+Batch map_tensors(const Batch& b, F f) {
+  Batch out;
+  out.labels = f(b.labels);
+  out.dense = f(b.dense);
+  for (const Tensor& t : b.indices) out.indices.push_back(f(t));
+  for (const Tensor& t : b.offsets) out.offsets.push_back(f(t));
+  return out;
+}
+
 // Rows [begin, end) of `batch` as a new batch (copies; offsets rebased to start at 0).
 Batch slice_batch(const Batch& batch, int64_t begin, int64_t end);
 

@@ -376,12 +376,7 @@ std::vector<Batch> read_batches(const ColumnSchema& schema, const std::vector<st
 
 Batch batch_to(const Batch& b, Device device) {
   if (!b.labels.defined() || b.labels.device() == device) return b;
-  Batch out;
-  out.labels = b.labels.to(device);
-  out.dense = b.dense.to(device);
-  for (const Tensor& t : b.indices) out.indices.push_back(t.to(device));
-  for (const Tensor& t : b.offsets) out.offsets.push_back(t.to(device));
-  return out;
+  return map_tensors(b, [&](const Tensor& t) { return t.to(device); });
 }
 
 Batch slice_batch(const Batch& batch, int64_t begin, int64_t end) {

@@ -85,11 +85,8 @@ int run_bench(const Config& cfg) {
       batches.push_back(data::batch_to(b, trainer.device()));
       continue;
     }
-    for (const Tensor* t : std::vector<const Tensor*>{&b.labels, &b.dense})
-      if (data::pin_host_memory(t->raw(), t->nbytes())) pinned.push_back(t->raw());
-    for (const auto* list : {&b.indices, &b.offsets})
-      for (const Tensor& t : *list)
-        if (data::pin_host_memory(t.raw(), t.nbytes())) pinned.push_back(t.raw());
+    for (const Tensor& t : data::tensors_of(b))
+      if (data::pin_host_memory(t.raw(), t.nbytes())) pinned.push_back(t.raw());
     batches.push_back(b);
   }
 

@@ -69,9 +69,8 @@ struct Trainer::GraphStep {
 namespace {
 
 std::vector<Shape> shapes_of(const data::Batch& b) {
-  std::vector<Shape> s{b.labels.shape(), b.dense.shape()};
-  for (const Tensor& t : b.indices) s.push_back(t.shape());
-  for (const Tensor& t : b.offsets) s.push_back(t.shape());
+  std::vector<Shape> s;
+  for (const Tensor& t : data::tensors_of(b)) s.push_back(t.shape());
   return s;
 }
 
@@ -80,15 +79,9 @@ std::vector<Shape> shapes_of(const data::Batch& b) {
 // page-locked source (a loader's batch stays valid until the second following next(), and every step
 // reads its loss, which waits for the copies, before it returns).
 void copy_batch(data::Batch& to, const data::Batch& from) {
-  std::vector<Tensor> src{from.labels, from.dense}, dst{to.labels, to.dense};
-  for (size_t f = 0; f < from.indices.size(); ++f) {
-    src.push_back(from.indices[f]);
-    src.push_back(from.offsets[f]);
-    dst.push_back(to.indices[f]);
-    dst.push_back(to.offsets[f]);
-  }
-  RF_CHECK(src.size() == dst.size(), "training step: a batch of ", from.indices.size(), " features for ",
-           to.indices.size());
+  RF_CHECK(from.indices.size() == to.indices.size() && from.offsets.size() == to.offsets.size(),
+           "training step: a batch of ", from.indices.size(), " features for ", to.indices.size());
+  const std::vector<Tensor> src = data::tensors_of(from), dst = data::tensors_of(to);
   for (size_t i = 0; i < src.size(); ++i)
     RF_CHECK(dst[i].shape() == src[i].shape() && dst[i].dtype() == src[i].dtype(), "training step: batch tensor ",
              shape_str(src[i].shape()), " does not fit the device buffer ", shape_str(dst[i].shape()));
@@ -98,13 +91,7 @@ void copy_batch(data::Batch& to, const data::Batch& from) {
 }
 
 data::Batch empty_like(const data::Batch& b, Device dev) {
-  data::Batch out;
-  auto like = [&](const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), dev); };
-  out.labels = like(b.labels);
-  out.dense = like(b.dense);
-  for (const Tensor& t : b.indices) out.indices.push_back(like(t));
-  for (const Tensor& t : b.offsets) out.offsets.push_back(like(t));
-  return out;
+  return data::map_tensors(b, [&](const Tensor& t) { return Tensor::empty(t.shape(), t.dtype(), dev); });
 }
 
 // The step's batch on `dev` (as it is when already there), its copies queued as copy_batch's.

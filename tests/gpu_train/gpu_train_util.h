@@ -1,5 +1,5 @@
-// Helpers of the GPU training tests: the skip macro, `abs + rel * |ref|` comparisons of whole tensors,
-// batches moved to a device; the small models and random batches are tests/common/model_fixtures.h.
+// Helpers of the GPU training tests: the skip macro and `abs + rel * |ref|` comparisons of whole
+// tensors; the small models and random batches are tests/common/model_fixtures.h.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -46,15 +46,6 @@ inline ::testing::AssertionResult close(const Tensor& got_any, const Tensor& ref
   if (at < 0) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "element " << at << ": got " << g[at] << ", expected " << r[at]
                                        << " (error " << worst << "x the tolerance)";
-}
-
-inline data::Batch batch_to(const data::Batch& b, Device dev) {
-  data::Batch out;
-  out.labels = b.labels.to(dev);
-  out.dense = b.dense.to(dev);
-  for (const Tensor& t : b.indices) out.indices.push_back(t.to(dev));
-  for (const Tensor& t : b.offsets) out.offsets.push_back(t.to(dev));
-  return out;
 }
 
 }  // namespace rf::test

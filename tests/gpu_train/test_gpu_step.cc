@@ -35,7 +35,7 @@ struct Step {
 Step run_step(const ModelConfig& mc, const data::Batch& host_batch) {
   Step s;
   s.model = make_model(mc);
-  const data::Batch b = test::batch_to(host_batch, mc.device);
+  const data::Batch b = data::batch_to(host_batch, mc.device);
   const int64_t n = b.size();
   s.logits = Tensor::empty({n}, DType::kF32, mc.device);
   Tensor dlogits = Tensor::empty({n}, DType::kF32, mc.device);
