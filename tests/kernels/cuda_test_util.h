@@ -75,4 +75,17 @@ inline std::vector<uint8_t> raw_bytes(const Tensor& host) {
 
 inline Tensor i64(const std::vector<int64_t>& v) { return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}); }
 
+// Pointers to the tensors of `v`, as the many-table and multi-tensor ops take them (valid while `v`
+// keeps its elements).
+inline std::vector<Tensor*> pointers(std::vector<Tensor>& v) {
+  std::vector<Tensor*> p;
+  for (Tensor& t : v) p.push_back(&t);
+  return p;
+}
+inline std::vector<const Tensor*> const_pointers(const std::vector<Tensor>& v) {
+  std::vector<const Tensor*> p;
+  for (const Tensor& t : v) p.push_back(&t);
+  return p;
+}
+
 }  // namespace rf::test

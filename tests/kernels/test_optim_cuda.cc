@@ -194,17 +194,13 @@ TEST(CudaSparseOptim, FusedUpdateRejectsBadIndexOrOffsetsBeforeWriting) {
   Rng rng(31);
   for (const Case& k : cases) {
     std::vector<Tensor> idx, off, w, acc;
-    std::vector<Tensor*> wp, ap;
     for (int64_t t = 0; t < T; ++t) {
       idx.push_back(dev(i64(k.idx[static_cast<size_t>(t)])));
       off.push_back(dev(i64(k.off[static_cast<size_t>(t)])));
       w.push_back(dev(rounded_f32(rng, {rows, dim}, DType::kF32)));
       acc.push_back(dev(rounded_f32(rng, {rows}, DType::kF32, 0.0, 2.0)));
     }
-    for (int64_t t = 0; t < T; ++t) {
-      wp.push_back(&w[static_cast<size_t>(t)]);
-      ap.push_back(&acc[static_cast<size_t>(t)]);
-    }
+    const std::vector<Tensor*> wp = pointers(w), ap = pointers(acc);
     std::vector<std::vector<uint8_t>> w0, a0;
     for (int64_t t = 0; t < T; ++t) {
       w0.push_back(raw_bytes(host(w[static_cast<size_t>(t)])));
@@ -269,11 +265,7 @@ TEST(CudaSparseOptim, ManyTablesFusedEqualsBackwardThenUpdate) {
           RowwiseAdagradArgs args;
           args.lr = 0.07f;
           args.weight_decay = opt == 2 ? 0.01f : 0.0f;
-          std::vector<Tensor*> fw, fa;
-          for (int64_t t = 0; t < T; ++t) {
-            fw.push_back(&fused_w[static_cast<size_t>(t)]);
-            fa.push_back(&fused_acc[static_cast<size_t>(t)]);
-          }
+          const std::vector<Tensor*> fw = pointers(fused_w), fa = pointers(fused_acc);
           // Bounds checks on: the sort synchronises (validation) and the update launches know their row
           // counts; off: no synchronisation, the update kernels read the counts on the device. Both
           // against the same unfused result.
@@ -356,11 +348,7 @@ TEST(CudaSparseOptim, HashedFusedUpdateFollowsTheSortedOne) {
           const bool checks = seed % 2 == 0;
           cuda::set_embedding_bounds_checks(checks);
           for (int k = 0; k < 2; ++k) {  // 0: sorted, 1: hashed
-            std::vector<Tensor*> wp, ap;
-            for (int64_t t = 0; t < c.tables; ++t) {
-              wp.push_back(&w[k][static_cast<size_t>(t)]);
-              ap.push_back(&acc[k][static_cast<size_t>(t)]);
-            }
+            const std::vector<Tensor*> wp = pointers(w[k]), ap = pointers(acc[k]);
             cuda::set_deterministic_embedding_update(k == 0);
             if (opt == 0) embedding_bags_backward_sgd(idx, off, go, mode, wp, args.lr);
             else embedding_bags_backward_rowwise_adagrad(idx, off, go, mode, wp, ap, args);
@@ -399,8 +387,6 @@ TEST(CudaDenseOptim, MultiTensorAdamAndAdagradMatchHostReference) {
   }
   for (bool decoupled : {false, true}) {
     SCOPED_TRACE(decoupled ? "adamw" : "adam");
-    std::vector<Tensor*> pw, pm, pv;
-    std::vector<const Tensor*> pg;
     w.clear(); g.clear(); m.clear(); v.clear();
     for (size_t i = 0; i < host_w.size(); ++i) {
       w.push_back(dev(host_w[i]));
@@ -408,12 +394,8 @@ TEST(CudaDenseOptim, MultiTensorAdamAndAdagradMatchHostReference) {
       m.push_back(dev(host_m[i]));
       v.push_back(dev(host_v[i]));
     }
-    for (size_t i = 0; i < w.size(); ++i) {
-      pw.push_back(&w[i]);
-      pg.push_back(&g[i]);
-      pm.push_back(&m[i]);
-      pv.push_back(&v[i]);
-    }
+    const std::vector<Tensor*> pw = pointers(w), pm = pointers(m), pv = pointers(v);
+    const std::vector<const Tensor*> pg = const_pointers(g);
     AdamArgs a;
     a.lr = 0.01f;
     a.weight_decay = 0.01;
@@ -445,19 +427,14 @@ TEST(CudaDenseOptim, MultiTensorAdamAndAdagradMatchHostReference) {
     }
   }
   // Adagrad over the same tensors (m reused as the sum state, made non-negative).
-  std::vector<Tensor*> pw, ps;
-  std::vector<const Tensor*> pg;
   std::vector<Tensor> sums;
   w.clear();
   for (size_t i = 0; i < host_w.size(); ++i) {
     w.push_back(dev(host_w[i]));
     sums.push_back(dev(host_v[i]));
   }
-  for (size_t i = 0; i < w.size(); ++i) {
-    pw.push_back(&w[i]);
-    ps.push_back(&sums[i]);
-    pg.push_back(&g[i]);
-  }
+  const std::vector<Tensor*> pw = pointers(w), ps = pointers(sums);
+  const std::vector<const Tensor*> pg = const_pointers(g);
   AdagradArgs ag;
   ag.lr = 0.05f;
   ag.weight_decay = 0.001;
@@ -506,12 +483,10 @@ TEST(CudaDenseOptim, DeviceScalarsGiveTheByValueBits) {
       st.m.push_back(dev(host_m[i]));
       st.v.push_back(dev(host_v[i]));
     }
-    for (size_t i = 0; i < host_w.size(); ++i) {
-      st.pw.push_back(&st.w[i]);
-      st.pg.push_back(&st.g[i]);
-      st.pm.push_back(&st.m[i]);
-      st.pv.push_back(&st.v[i]);
-    }
+    st.pw = pointers(st.w);
+    st.pg = const_pointers(st.g);
+    st.pm = pointers(st.m);
+    st.pv = pointers(st.v);
     return st;
   };
   auto upload = [](const std::vector<float>& v) { return dev(Tensor::from_vector(v, {static_cast<int64_t>(v.size())})); };
